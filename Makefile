@@ -1,0 +1,66 @@
+# silse: `make run` sets everything up and runs the nightly pair on the demo data; `make test` tests it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SPARK_SUBMIT := $(VENV)/bin/spark-submit
+WORK := work
+DEMO := $(WORK)/demo
+RUN_DATE ?= 2026-01-01
+CONFIG ?= seed
+export PYTHONHASHSEED := 0
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYSPARK_PYTHON := $(CURDIR)/$(PY)
+export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
+
+.PHONY: venv run demo hash clusters test lint data train eval bench bench-clusters clean
+
+$(STAMP): setup.py constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	# Let every Spark command from .venv/bin read the project's settings.
+	conf=$$($(PY) -c 'import pyspark, os; print(os.path.join(os.path.dirname(pyspark.__file__), "conf"))'); \
+	mkdir -p $$conf && ln -sf $(CURDIR)/spark-defaults.conf $$conf/spark-defaults.conf && \
+	ln -sf $(CURDIR)/log4j2.properties $$conf/log4j2.properties
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+$(DEMO)/manifest.csv: $(STAMP) silse_spark/demo.py silse_spark/variations.py
+	$(PY) -m silse_spark.demo --sources ../shared/data/demo_avatars --output $(DEMO)
+
+demo: $(DEMO)/manifest.csv
+
+hash: demo
+	$(SPARK_SUBMIT) jobs/hash_all.py --manifest $(DEMO)/manifest.csv \
+		--output $(WORK)/output/hashes --run-date $(RUN_DATE)
+
+run: hash
+
+test: venv
+	$(PY) -m pytest -q tests
+
+lint: venv
+	$(VENV)/bin/ruff check silse_spark jobs tests
+	$(VENV)/bin/mypy silse_spark
+	$(VENV)/bin/bandit -q -r silse_spark
+
+data: venv
+	$(PY) -m silse_spark.training.data --output $(WORK)/training
+
+train: venv
+	$(PY) -m silse_spark.training.train --config $(CONFIG) --data $(WORK)/training
+
+eval: venv
+	$(PY) -m silse_spark.evaluation --output docs
+
+bench: venv
+	$(PY) -m silse_spark.bench --output docs
+
+bench-clusters: venv
+	$(PY) jobs/bench_clusters.py --output docs
+
+clean:
+	rm -rf $(WORK) spark-warehouse metastore_db derby.log

@@ -1,0 +1,40 @@
+"""silse: Similar Image In Large Scale Environment."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="silse-spark",
+    version="0.1.0",
+    description="Hash avatars into 48-bit twin values with a small CNN and find spam clusters with Spark SQL",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["silse_spark", "silse_spark.*"]),
+    package_data={"silse_spark": ["models/*.json", "models/*.weights.h5"]},
+    include_package_data=True,
+    # Floors answer known CVEs (see docs/security.md); exact pins live in constraints.txt.
+    install_requires=[
+        "pyspark>=4.0",
+        "tensorflow-cpu>=2.18",
+        "keras>=3.13.2",
+        "pillow>=12.2.0",
+        "pyarrow>=15",
+        "pandas>=2.2,<3",
+        "numpy>=1.26",
+        "h5py>=3.10",
+    ],
+    extras_require={
+        "eval": ["imagehash>=4.3", "pdqhash>=0.2.5", "matplotlib>=3.8"],
+        "dev": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "bandit>=1.7",
+            "imagehash>=4.3",
+            "pdqhash>=0.2.5",
+            "matplotlib>=3.8",
+        ],
+    },
+    entry_points={"console_scripts": ["silse=silse_spark.cli:main"]},
+)

@@ -1,0 +1,204 @@
+"""Bytes of a stored avatar -> the model's 108x108 RGB input, or a status.
+
+Decoding is the attack surface of a job over user uploads, so it is strict
+and it never raises for bad input: :func:`decode_avatar` always returns a
+:class:`DecodedAvatar` whose ``status`` says what happened.
+
+Steps, in order:
+
+1. Empty input -> ``empty``.
+2. Pillow opens the header only; the format is detected from the content,
+   not the file name. Formats outside ``allowed_formats`` -> ``unsupported_format``.
+3. Width x height above ``max_pixels`` -> ``too_large`` (checked before any
+   pixel is decoded; Pillow's own decompression-bomb warning is raised as an
+   error too).
+4. The first frame of an animation; EXIF orientation applied; any mode
+   (palette, grey, 16-bit, CMYK, with or without alpha) converted to RGB with
+   transparency composited on white.
+5. Resized to 108x108 with Pillow's antialiased ``BILINEAR`` filter (the
+   aspect ratio is not kept: avatars are near-square, and squashing keeps
+   every pixel of content). Large JPEGs are first reduced by the decoder
+   (``draft``) to no less than twice the target size, which is faster and
+   gives the same image up to rounding.
+
+Anything Pillow fails on -> ``decode_error`` with the exception text.
+
+Example
+-------
+>>> from silse_spark.variations import encode
+>>> from PIL import Image
+>>> d = decode_avatar(encode(Image.new("RGB", (64, 32), "blue")))
+>>> d.status, d.pixels.shape, (d.width, d.height)
+('ok', (108, 108, 3), (64, 32))
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from silse_spark.model import INPUT_SIZE
+
+STATUS_OK = "ok"
+STATUS_EMPTY = "empty"
+STATUS_DECODE_ERROR = "decode_error"
+STATUS_TOO_LARGE = "too_large"
+STATUS_UNSUPPORTED = "unsupported_format"
+STATUS_READ_ERROR = "read_error"
+STATUSES = (
+    STATUS_OK, STATUS_EMPTY, STATUS_DECODE_ERROR, STATUS_TOO_LARGE, STATUS_UNSUPPORTED, STATUS_READ_ERROR,
+)
+
+DEFAULT_MAX_PIXELS = 16_777_216
+"""Largest accepted width x height (4096 x 4096): generous for avatars, small enough
+that one decode stays under ~70 MB of memory."""
+
+DEFAULT_ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP"})
+"""Formats decoded by default, as Pillow names them after sniffing the content."""
+
+RESAMPLE = Image.Resampling.BILINEAR
+WHITE = (255, 255, 255)
+
+
+class AvatarDecodeError(Exception):
+    """Raised by :func:`decode_avatar_or_raise` for input that cannot be hashed."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class DecodedAvatar:
+    """Result of decoding one file. ``pixels`` is ``None`` unless ``status == 'ok'``."""
+
+    status: str
+    error: str | None = None
+    pixels: np.ndarray | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _clean_message(exc: BaseException) -> str:
+    """Exception text without memory addresses, so reruns write identical rows."""
+    return _ADDRESS.sub("", f"{type(exc).__name__}: {exc}")[:500]
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB, alpha composited on white."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16/32-bit grey: scale to 8 bits by the type's range instead of clipping.
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        grey = np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode == "F":
+        grey = np.clip(np.asarray(img, dtype=np.float64), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode == "P" or mode == "PA" or (mode in ("L", "RGB") and "transparency" in img.info):
+        img = img.convert("RGBA")
+    elif mode == "LA":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "RGBa"):
+        background = Image.new("RGB", img.size, WHITE)
+        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def decode_avatar(
+    data: bytes | bytearray | memoryview | None,
+    *,
+    size: int = INPUT_SIZE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS,
+) -> DecodedAvatar:
+    """Decode image bytes into a ``(size, size, 3)`` uint8 array, never raising for bad input.
+
+    Parameters
+    ----------
+    data
+        The file's bytes.
+    size
+        Output side in pixels (the model's input size).
+    max_pixels
+        Largest width x height accepted; larger images get ``too_large``.
+    allowed_formats
+        Pillow format names to decode; others get ``unsupported_format``.
+    """
+    if data is None or len(data) == 0:
+        return DecodedAvatar(STATUS_EMPTY, "file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(bytes(data)), formats=None) as img:
+                fmt = img.format or "unknown"
+                width, height = img.size
+                if fmt not in allowed_formats:
+                    return DecodedAvatar(
+                        STATUS_UNSUPPORTED,
+                        f"detected format {fmt} is not allowed; allowed: {sorted(allowed_formats)}",
+                        width=width, height=height, format=fmt,
+                    )
+                if width * height > max_pixels or width < 1 or height < 1:
+                    return DecodedAvatar(
+                        STATUS_TOO_LARGE,
+                        f"image is {width}x{height} = {width * height} pixels; the limit is "
+                        f"{max_pixels} pixels (max_pixels)",
+                        width=width, height=height, format=fmt,
+                    )
+                img.seek(0)
+                if fmt == "JPEG":
+                    img.draft("RGB", (2 * size, 2 * size))
+                img.load()
+                try:
+                    oriented = ImageOps.exif_transpose(img)
+                except Exception:  # malformed EXIF must not lose an otherwise good image
+                    oriented = img
+                rgb = _to_rgb(oriented)
+                resized = rgb.resize((size, size), RESAMPLE)
+                pixels = np.asarray(resized, dtype=np.uint8).copy()
+    except Image.DecompressionBombError as exc:
+        return DecodedAvatar(STATUS_TOO_LARGE, f"decompression bomb: {exc}")
+    except Image.DecompressionBombWarning as exc:
+        return DecodedAvatar(STATUS_TOO_LARGE, f"decompression bomb: {exc}")
+    except MemoryError:
+        return DecodedAvatar(STATUS_TOO_LARGE, "ran out of memory while decoding")
+    except UnidentifiedImageError:
+        return DecodedAvatar(
+            STATUS_DECODE_ERROR,
+            "not a recognised image: the content matches no known image format signature",
+        )
+    except Exception as exc:  # any Pillow/codec failure is a bad record, not a crash
+        return DecodedAvatar(STATUS_DECODE_ERROR, _clean_message(exc))
+    if pixels.shape != (size, size, 3):
+        return DecodedAvatar(STATUS_DECODE_ERROR, f"unexpected decoded shape {pixels.shape}")
+    return DecodedAvatar(STATUS_OK, None, pixels, width, height, fmt)
+
+
+def decode_avatar_or_raise(data: bytes, **kwargs: object) -> np.ndarray:
+    """Like :func:`decode_avatar` but return the pixels or raise :class:`AvatarDecodeError`."""
+    result = decode_avatar(data, **kwargs)  # type: ignore[arg-type]
+    if result.status != STATUS_OK or result.pixels is None:
+        raise AvatarDecodeError(result.status, result.error or result.status)
+    return result.pixels
+
+
+def decode_file(path: str, **kwargs: object) -> DecodedAvatar:
+    """Read a local file and decode it; unreadable files get ``read_error``."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return DecodedAvatar(STATUS_READ_ERROR, f"cannot read {path}: {exc}")
+    return decode_avatar(data, **kwargs)  # type: ignore[arg-type]

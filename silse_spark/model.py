@@ -1,0 +1,265 @@
+"""The silse hashing network: architectures built in code, weights loaded by version.
+
+Only weights are ever loaded from disk. The architecture is rebuilt here from
+code (no model config is deserialised, no Lambda layer, no pickle), and the
+weights file's SHA-256 is checked against the registry before Keras opens it.
+
+Architectures
+-------------
+``seed``
+    The original design (``silse-design.md``): 108x108x3 input scaled to
+    (-1, 1) by a ``Rescaling`` layer, nine 3x3 ReLU convolutions (64, 64, 64,
+    then 128 x 6) with stride 2 on conv2d_3/6/9, a batch norm after each
+    stride-2 convolution, flatten and a 48-unit sigmoid head.
+    2,092,976 parameters, 640 of them non-trainable.
+
+Other architectures register themselves in :data:`ARCHITECTURES`.
+
+Keras 3 only: the same code runs under the TensorFlow backend (production,
+CPU) and under JAX (training on a GPU machine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # keras is imported lazily so Spark drivers need not load it
+    import keras
+
+from silse_spark.codes import CODE_BITS
+
+log = logging.getLogger(__name__)
+
+INPUT_SIZE = 108
+"""Height and width of the model input, in pixels."""
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+REGISTRY_FILE = MODELS_DIR / "registry.json"
+
+
+class UnknownModelError(ValueError):
+    """A model version or architecture name is not registered."""
+
+
+class ModelIntegrityError(ValueError):
+    """A weights file is missing or its SHA-256 does not match the registry."""
+
+
+def _build_seed(keras_mod: Any) -> keras.Model:
+    layers = keras_mod.layers
+    inputs = keras_mod.Input(shape=(INPUT_SIZE, INPUT_SIZE, 3), name="universal_input")
+    # (x / 127.5) - 1 maps 0..255 pixels onto [-1, 1] without a Lambda layer.
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="color_preprocessing")(inputs)
+    spec = [(64, 1), (64, 1), (64, 2), (128, 1), (128, 1), (128, 2), (128, 1), (128, 1), (128, 2)]
+    for i, (filters, stride) in enumerate(spec, start=1):
+        x = layers.Conv2D(
+            filters, 3, strides=stride, padding="same", activation="relu", name=f"conv2d_{i}"
+        )(x)
+        if stride == 2:
+            x = layers.BatchNormalization(name=f"batch_normalization_{i // 3}")(x)
+    x = layers.Flatten(name="flatten_layer")(x)
+    outputs = layers.Dense(CODE_BITS, activation="sigmoid", name="fc2_160", dtype="float32")(x)
+    return keras_mod.Model(inputs, outputs, name="silse_seed")
+
+
+ARCHITECTURES: dict[str, Callable[[Any], keras.Model]] = {"seed": _build_seed}
+"""Architecture name -> builder taking the ``keras`` module."""
+
+
+def build_model(architecture: str = "seed") -> keras.Model:
+    """Build an untrained silse model.
+
+    Parameters
+    ----------
+    architecture
+        A key of :data:`ARCHITECTURES`.
+
+    Examples
+    --------
+    >>> build_model("seed").count_params()  # doctest: +SKIP
+    2092976
+    """
+    if architecture not in ARCHITECTURES:
+        raise UnknownModelError(
+            f"unknown architecture {architecture!r}; expected one of {sorted(ARCHITECTURES)}"
+        )
+    import keras
+
+    return ARCHITECTURES[architecture](keras)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered model version: which architecture, which weights file."""
+
+    version: str
+    architecture: str
+    weights: str
+    sha256: str
+    description: str = ""
+
+    @property
+    def weights_path(self) -> Path:
+        return MODELS_DIR / self.weights
+
+
+def _read_registry() -> dict[str, Any]:
+    with open(REGISTRY_FILE, encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data
+
+
+def default_model_version() -> str:
+    """The version ``jobs/hash_all.py`` uses when ``--model`` is not given."""
+    return str(_read_registry()["default"])
+
+
+def available_model_versions() -> list[str]:
+    """All registered model versions, sorted."""
+    return sorted(_read_registry()["models"])
+
+
+def get_model_spec(version: str | None = None) -> ModelSpec:
+    """Look up a model version (default: the registry's default).
+
+    Raises
+    ------
+    UnknownModelError
+        If the version is not in ``silse_spark/models/registry.json``.
+    """
+    registry = _read_registry()
+    version = version or registry["default"]
+    models = registry["models"]
+    if version not in models:
+        raise UnknownModelError(
+            f"unknown model version {version!r}; available: {sorted(models)}. "
+            "Pass one of them with --model, or register new weights in "
+            f"{REGISTRY_FILE}"
+        )
+    entry = models[version]
+    return ModelSpec(
+        version=version,
+        architecture=entry["architecture"],
+        weights=entry["weights"],
+        sha256=entry["sha256"],
+        description=entry.get("description", ""),
+    )
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_weights(spec: ModelSpec) -> Path:
+    """Check that the weights file exists and matches its registered SHA-256.
+
+    Raises
+    ------
+    ModelIntegrityError
+        Naming the expected and actual digest, so a tampered or truncated
+        file is never loaded.
+    """
+    path = spec.weights_path
+    if not path.is_file():
+        raise ModelIntegrityError(
+            f"weights for model {spec.version!r} not found at {path}; "
+            "reinstall the package or restore the file from git"
+        )
+    actual = file_sha256(path)
+    if actual != spec.sha256:
+        raise ModelIntegrityError(
+            f"weights for model {spec.version!r} at {path} failed the SHA-256 check: "
+            f"expected {spec.sha256}, got {actual}. The file is corrupt or was replaced; "
+            "restore it from git or register the new digest deliberately"
+        )
+    return path
+
+
+def load_model(version: str | None = None) -> keras.Model:
+    """Build the registered architecture and load its verified weights."""
+    spec = get_model_spec(version)
+    path = verify_weights(spec)
+    model = build_model(spec.architecture)
+    model.load_weights(str(path))
+    log.info("loaded model %s (%s) from %s", spec.version, spec.architecture, path)
+    return model
+
+
+def configure_threads(num_threads: int) -> None:
+    """Limit the backend's CPU threads, e.g. to ``spark.task.cpus``.
+
+    Must run before the first TensorFlow operation of the process; later
+    calls are ignored (TensorFlow refuses to change threads once started).
+    """
+    if num_threads < 1:
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", str(num_threads))
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, num_threads)))
+    except RuntimeError:
+        log.debug("TensorFlow already initialised; thread settings left as they are")
+
+
+class TwinHasher:
+    """Batched inference: uint8 pixel arrays in, model outputs out.
+
+    Parameters
+    ----------
+    version
+        Registered model version; ``None`` for the default.
+    batch_size
+        Images per forward pass.
+    """
+
+    def __init__(self, version: str | None = None, batch_size: int = 64) -> None:
+        self.spec = get_model_spec(version)
+        self.model = load_model(self.spec.version)
+        self.batch_size = batch_size
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+    def outputs(self, pixels: Any) -> Any:
+        """Sigmoid outputs ``(n, 48)`` for uint8 images ``(n, 108, 108, 3)``."""
+        import numpy as np
+
+        pixels = np.asarray(pixels)
+        if pixels.ndim != 4 or pixels.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
+            raise ValueError(
+                f"expected images of shape (n, {INPUT_SIZE}, {INPUT_SIZE}, 3), got {pixels.shape}; "
+                "decode them with silse_spark.decode.decode_avatar first"
+            )
+        if len(pixels) == 0:
+            return np.zeros((0, CODE_BITS), dtype=np.float32)
+        out = []
+        for start in range(0, len(pixels), self.batch_size):
+            chunk = pixels[start : start + self.batch_size].astype(np.float32)
+            out.append(np.asarray(self.model.predict_on_batch(chunk), dtype=np.float32))
+        return np.concatenate(out, axis=0)
+
+
+@lru_cache(maxsize=4)
+def cached_hasher(version: str | None = None, batch_size: int = 64) -> TwinHasher:
+    """One :class:`TwinHasher` per (version, batch size) per Python process."""
+    return TwinHasher(version, batch_size)
