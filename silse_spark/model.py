@@ -41,8 +41,21 @@ log = logging.getLogger(__name__)
 INPUT_SIZE = 108
 """Height and width of the model input, in pixels."""
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
-REGISTRY_FILE = MODELS_DIR / "registry.json"
+PACKAGED_MODELS_DIR = Path(__file__).resolve().parent / "models"
+MODELS_DIR = PACKAGED_MODELS_DIR  # where shipped weights and registry.json live
+MODELS_DIR_ENV = "SILSE_MODELS_DIR"
+"""Environment variable naming another models directory (with its own registry.json);
+used by tests for stand-in models. Weights there are SHA-256 checked the same way."""
+
+
+def models_dir() -> Path:
+    """The directory holding ``registry.json`` and the weights files."""
+    override = os.environ.get(MODELS_DIR_ENV)
+    return Path(override) if override else PACKAGED_MODELS_DIR
+
+
+def registry_file() -> Path:
+    return models_dir() / "registry.json"
 
 
 class UnknownModelError(ValueError):
@@ -108,11 +121,17 @@ class ModelSpec:
 
     @property
     def weights_path(self) -> Path:
-        return MODELS_DIR / self.weights
+        return models_dir() / self.weights
 
 
 def _read_registry() -> dict[str, Any]:
-    with open(REGISTRY_FILE, encoding="utf-8") as fh:
+    path = registry_file()
+    if not path.is_file():
+        raise UnknownModelError(
+            f"no model registry at {path}; reinstall the package (weights ship in silse_spark/models) "
+            f"or unset {MODELS_DIR_ENV}"
+        )
+    with open(path, encoding="utf-8") as fh:
         data: dict[str, Any] = json.load(fh)
     return data
 
@@ -142,7 +161,7 @@ def get_model_spec(version: str | None = None) -> ModelSpec:
         raise UnknownModelError(
             f"unknown model version {version!r}; available: {sorted(models)}. "
             "Pass one of them with --model, or register new weights in "
-            f"{REGISTRY_FILE}"
+            f"{registry_file()}"
         )
     entry = models[version]
     return ModelSpec(
