@@ -1,12 +1,16 @@
 """silse: Similar Image In Large Scale Environment."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+README = Path(__file__).with_name("README.md")
 
 setup(
     name="silse-spark",
     version="0.1.0",
     description="Hash avatars into 48-bit twin values with a small CNN and find spam clusters with Spark SQL",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=README.read_text(encoding="utf-8") if README.exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["silse_spark", "silse_spark.*"]),

@@ -49,3 +49,37 @@ def demo_avatar_paths() -> list[Path]:
     if not paths:
         pytest.fail(f"demo avatars not found under {DEMO_AVATARS}; the repo expects ../shared beside it")
     return paths
+
+
+STANDIN_VERSION = "standin-seed"
+
+
+def make_standin_models(directory: Path) -> Path:
+    """A models directory with randomly initialised (seeded) seed-architecture weights.
+
+    Used where a test is about plumbing, not about what the codes mean.
+    """
+    import json
+
+    import keras
+
+    from silse_spark.model import build_model, file_sha256
+
+    directory.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(7)
+    model = build_model("seed")
+    weights = directory / f"{STANDIN_VERSION}.weights.h5"
+    model.save_weights(str(weights))
+    registry = {
+        "default": STANDIN_VERSION,
+        "models": {
+            STANDIN_VERSION: {
+                "architecture": "seed",
+                "weights": weights.name,
+                "sha256": file_sha256(weights),
+                "description": "random stand-in for plumbing tests",
+            }
+        },
+    }
+    (directory / "registry.json").write_text(json.dumps(registry, indent=2))
+    return directory

@@ -1,0 +1,79 @@
+"""spark-submit jobs/hash_all.py: hash stored avatars into twin values in Parquet.
+
+Usage::
+
+    spark-submit jobs/hash_all.py --avatars DIR --output DIR [--run-date YYYY-MM-DD]
+        [--model VERSION] [--previous DIR]
+    spark-submit jobs/hash_all.py --manifest accounts.csv --output DIR
+    spark-submit jobs/hash_all.py --avatar-table avatars.parquet --output DIR
+
+Exit codes: 0 done (bad images are rows with a status, not failures),
+2 bad configuration (message on stderr says what to fix), 1 unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from silse_spark.config import HashJobConfig, today_utc
+from silse_spark.hash_job import run_hash_job
+from silse_spark.model import ModelIntegrityError, UnknownModelError
+
+log = logging.getLogger("silse.hash_all")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="hash_all.py", description=__doc__.split("\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--avatars", metavar="DIR", help="directory of avatar files, read recursively; "
+                        "account_id = file name without extension")
+    source.add_argument("--manifest", metavar="FILE", help="CSV or Parquet with columns account_id, path")
+    source.add_argument("--avatar-table", metavar="PARQUET", help="Parquet with account_id, content (binary)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="Parquet output directory")
+    parser.add_argument("--run-date", default=today_utc(), metavar="YYYY-MM-DD",
+                        help="partition to (re)write (default: today, UTC)")
+    parser.add_argument("--model", default=None, metavar="VERSION",
+                        help="registered model version (default: the shipped default)")
+    parser.add_argument("--previous", default=None, metavar="DIR",
+                        help="earlier output whose codes are reused for unchanged images")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> HashJobConfig:
+    if args.avatars:
+        kind, path = "avatars", args.avatars
+    elif args.manifest:
+        kind, path = "manifest", args.manifest
+    else:
+        kind, path = "avatar_table", args.avatar_table
+    return HashJobConfig(kind, path, args.output, run_date=args.run_date,
+                         model_version=args.model, previous=args.previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"hash_all.py: error: {exc}", file=sys.stderr)
+        return 2
+
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.appName(f"silse-hash-all-{config.run_date}").getOrCreate()
+    try:
+        summary = run_hash_job(spark, config)
+    except (ValueError, UnknownModelError, ModelIntegrityError) as exc:
+        print(f"hash_all.py: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        spark.stop()
+    print(summary.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Write the small image fixtures in tests/data/images (committed; rerun to regenerate).
+
+Each file exercises one decoding path: alpha, grey, palette with transparency,
+EXIF rotation, CMYK, 16-bit, animation, and broken or hostile files.
+
+    python scripts/make_test_images.py
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "images"
+
+
+def _pattern(size: int = 96) -> Image.Image:
+    """A deterministic, asymmetric RGB test pattern (so rotation is visible)."""
+    y, x = np.mgrid[0:size, 0:size]
+    arr = np.stack([(x * 255 // size), (y * 255 // size), ((x + 2 * y) % 64) * 4], axis=-1)
+    arr[: size // 4, : size // 2] = (250, 20, 20)
+    return Image.fromarray(arr.astype(np.uint8), "RGB")
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_bomb(side: int = 30000) -> bytes:
+    """A 1-bit PNG of side x side pixels that compresses to ~100 KB."""
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    row = b"\x00" * (1 + (side + 7) // 8)
+    comp = zlib.compressobj(9)
+    body = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
+
+
+def save(img: Image.Image, name: str, **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    fmt = kwargs.pop("format", None) or name.rsplit(".", 1)[1].upper().replace("JPG", "JPEG")
+    img.save(buf, format=fmt, **kwargs)
+    data = buf.getvalue()
+    (OUT / name).write_bytes(data)
+    return data
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    base = _pattern()
+    save(base, "rgb.png")
+    rgba = base.convert("RGBA")
+    alpha = np.array(rgba)
+    alpha[:, :48, 3] = 0  # left half fully transparent -> must become white
+    save(Image.fromarray(alpha, "RGBA"), "alpha.png")
+    save(base.convert("L"), "grey.png")
+    pal = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    save(pal, "palette_transparent.gif", transparency=0)
+    save(base.convert("LA"), "grey_alpha.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    save(base.rotate(90, expand=True), "exif_rotated.jpg", exif=exif.tobytes(), quality=95)
+    save(base, "upright.jpg", quality=95)
+    save(base.convert("CMYK"), "cmyk.jpg", quality=95)
+    arr16 = (np.asarray(base.convert("L"), dtype=np.uint16) * 257)
+    Image.fromarray(arr16).save(OUT / "grey16.png")
+    frames = [base, base.rotate(180)]
+    frames[0].save(OUT / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(OUT / "animated.webp", save_all=True, append_images=frames[1:], duration=100)
+    save(base, "tiff_image.tif", format="TIFF")
+    save(base, "bmp_image.bmp", format="BMP")
+    save(Image.new("RGB", (1, 1), (10, 200, 30)), "one_pixel.png")
+    save(_pattern(96).resize((600, 6)), "wide.png")
+    good_png = (OUT / "rgb.png").read_bytes()
+    (OUT / "truncated.png").write_bytes(good_png[: len(good_png) // 2])
+    good_jpg = (OUT / "upright.jpg").read_bytes()
+    (OUT / "truncated.jpg").write_bytes(good_jpg[: len(good_jpg) // 3])
+    (OUT / "empty.png").write_bytes(b"")
+    (OUT / "text_named.jpg").write_bytes(b"this is a text file, not a JPEG\n")
+    (OUT / "html_named.png").write_bytes(b"<!doctype html><html><body><img src=x></body></html>\n")
+    (OUT / "svg_image.png").write_bytes(
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
+    )
+    (OUT / "bomb.png").write_bytes(png_bomb())
+    (OUT / "rgb_as_jpg_name.jpg").write_bytes(good_png)  # a PNG with the wrong extension decodes fine
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Configuration of the hash job: one frozen dataclass, validated once at the edge."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+from silse_spark.decode import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
+
+INPUT_KINDS = ("avatars", "manifest", "avatar_table")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class ConfigError(ValueError):
+    """Bad configuration: the message says what was wrong, what was expected, how to fix it."""
+
+
+def today_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+
+def validate_run_date(value: str) -> str:
+    """Return ``value`` if it is an ISO date ``YYYY-MM-DD``, else raise :class:`ConfigError`."""
+    if not isinstance(value, str) or not _DATE.match(value):
+        raise ConfigError(f"--run-date {value!r} is not a date; expected YYYY-MM-DD, e.g. 2026-01-31")
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigError(f"--run-date {value!r} is not a valid calendar date ({exc}); use YYYY-MM-DD") from exc
+    return value
+
+
+@dataclass(frozen=True)
+class HashJobConfig:
+    """Everything ``jobs/hash_all.py`` needs.
+
+    Exactly one input: ``input_kind`` is ``avatars`` (a directory, read
+    recursively, account_id = file stem), ``manifest`` (CSV or Parquet with
+    columns ``account_id``, ``path``) or ``avatar_table`` (Parquet with
+    ``account_id`` and binary ``content``).
+
+    Examples
+    --------
+    >>> HashJobConfig("avatars", "/data/avatars", "/out", run_date="2026-01-01").run_date
+    '2026-01-01'
+    """
+
+    input_kind: str
+    input_path: str
+    output: str
+    run_date: str = field(default_factory=today_utc)
+    model_version: str | None = None
+    previous: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.input_kind not in INPUT_KINDS:
+            raise ConfigError(f"unknown input kind {self.input_kind!r}; expected one of {INPUT_KINDS}")
+        if not self.input_path:
+            raise ConfigError("no input given; pass exactly one of --avatars, --manifest, --avatar-table")
+        if not self.output:
+            raise ConfigError("no --output given; pass the directory to write the Parquet table to")
+        validate_run_date(self.run_date)
+        if self.max_pixels < 1:
+            raise ConfigError(f"max_pixels must be a positive pixel count, got {self.max_pixels}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.allowed_formats:
+            raise ConfigError("allowed_formats is empty; allow at least one image format, e.g. PNG")

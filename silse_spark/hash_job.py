@@ -1,0 +1,159 @@
+"""The hash job: input -> twin values -> Parquet partitioned by ``run_date``.
+
+Output schema (one row per input account)::
+
+    account_id string       the account (file stem for --avatars)
+    path string             the file read (null for --avatar-table without paths)
+    content_sha256 string   SHA-256 of the file bytes (null if unreadable)
+    width int, height int   decoded image size (null if not decoded)
+    twin_value string       12 lowercase hex characters, null unless status = 'ok'
+    twin_bits bigint        the same 48 bits as an integer, for bit_count(a ^ b)
+    status string           ok | empty | decode_error | too_large | unsupported_format | read_error
+    error string            why a row is not ok
+    model_version string    the model that produced (or would have produced) the code
+    hashed_at timestamp     when the code was computed (kept from the run it was reused from)
+    run_date string         partition column, YYYY-MM-DD
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from silse_spark.config import ConfigError, HashJobConfig
+from silse_spark.hashing import OUTPUT_COLUMNS, hash_accounts
+from silse_spark.model import get_model_spec, verify_weights
+from silse_spark.sources import read_accounts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HashJobSummary:
+    """What one run did, for logs and the console."""
+
+    run_date: str
+    model_version: str
+    rows: int = 0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    distinct_contents: int = 0
+    reused: int = 0
+    inferred: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.inferred / self.seconds if self.seconds > 0 else 0.0
+
+    def table(self) -> str:
+        lines = [
+            f"run_date        {self.run_date}",
+            f"model_version   {self.model_version}",
+            f"accounts        {self.rows}",
+            f"distinct images {self.distinct_contents} ({self.inferred} inferred, {self.reused} reused)",
+            f"wall time       {self.seconds:.1f} s ({self.images_per_second:.1f} inferred images/s)",
+            "status counts:",
+        ]
+        lines += [f"  {status:<20} {count}" for status, count in sorted(self.status_counts.items())]
+        return "\n".join(lines)
+
+
+def _partition_dates(spark: SparkSession, directory: str) -> list[str]:
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    path = jvm.org.apache.hadoop.fs.Path(directory)
+    fs = path.getFileSystem(conf)
+    if not fs.exists(path):
+        return []
+    dates = []
+    for status in fs.listStatus(path):
+        name = status.getPath().getName()
+        if status.isDirectory() and name.startswith("run_date="):
+            dates.append(name.split("=", 1)[1])
+    return sorted(dates)
+
+
+def read_previous(spark: SparkSession, directory: str, run_date: str) -> DataFrame | None:
+    """The latest partition of an earlier output strictly before ``run_date``, or ``None``.
+
+    Only that partition's directory is read, so ``--previous`` may point at the
+    output directory itself without reading the partition being overwritten.
+    """
+    earlier = [d for d in _partition_dates(spark, directory) if d < run_date]
+    if not earlier:
+        log.warning("--previous %s has no run_date partition before %s; inferring everything",
+                    directory, run_date)
+        return None
+    latest = earlier[-1]
+    log.info("reusing codes from %s (run_date=%s)", directory, latest)
+    return spark.read.option("basePath", directory).parquet(f"{directory.rstrip('/')}/run_date={latest}")
+
+
+def check_model(version: str | None) -> str:
+    """Fail fast on the driver: the version is registered and its weights verify."""
+    spec = get_model_spec(version)
+    verify_weights(spec)
+    return spec.version
+
+
+def run_hash_job(spark: SparkSession, config: HashJobConfig) -> HashJobSummary:
+    """Run the whole job and return its summary.
+
+    Raises
+    ------
+    ConfigError, UnknownModelError, ModelIntegrityError
+        For bad configuration, before any image is read.
+    """
+    started = time.monotonic()
+    model_version = check_model(config.model_version)
+    accounts = read_accounts(spark, config)
+    previous = read_previous(spark, config.previous, config.run_date) if config.previous else None
+    hashed_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
+    result = hash_accounts(
+        accounts, model_version, hashed_at,
+        previous=previous, batch_size=config.batch_size,
+        max_pixels=config.max_pixels, allowed_formats=config.allowed_formats,
+    ).withColumn("run_date", F.lit(config.run_date))
+    (
+        result.select(*OUTPUT_COLUMNS)
+        .write.mode("overwrite")
+        .option("partitionOverwriteMode", "dynamic")
+        .partitionBy("run_date")
+        .parquet(config.output)
+    )
+    seconds = time.monotonic() - started
+    return summarise(spark, config.output, config.run_date, model_version, hashed_at, seconds)
+
+
+def summarise(
+    spark: SparkSession, output: str, run_date: str, model_version: str,
+    hashed_at: dt.datetime, seconds: float,
+) -> HashJobSummary:
+    """Counts per status, reused vs inferred, from the partition just written (no per-row collect)."""
+    written = spark.read.parquet(output).where(F.col("run_date") == run_date)
+    by_status = {r["status"]: int(r["count"]) for r in written.groupBy("status").count().collect()}
+    contents = written.where(F.col("status") == "ok").select(
+        "content_sha256", (F.col("hashed_at") < F.lit(hashed_at).cast("timestamp")).alias("reused")
+    ).dropDuplicates(["content_sha256"])
+    counts = {bool(r["reused"]): int(r["count"]) for r in contents.groupBy("reused").count().collect()}
+    failed_contents = written.where(
+        (F.col("status") != "ok") & F.col("content_sha256").isNotNull()
+    ).select("content_sha256").distinct().count()
+    summary = HashJobSummary(
+        run_date=run_date,
+        model_version=model_version,
+        rows=sum(by_status.values()),
+        status_counts=by_status,
+        distinct_contents=counts.get(False, 0) + counts.get(True, 0) + failed_contents,
+        reused=counts.get(True, 0),
+        inferred=counts.get(False, 0) + failed_contents,
+        seconds=seconds,
+    )
+    if summary.rows == 0:
+        raise ConfigError("the input held no files or accounts; check --avatars/--manifest/--avatar-table")
+    return summary

@@ -1,0 +1,198 @@
+"""Hash avatars with the model inside Spark: a pandas UDF per batch, one model per worker.
+
+:func:`hash_contents` is the pure core: raw bytes in, one result row per
+input out. :func:`twin_value_udf` wraps it in an Iterator pandas UDF that
+loads the model once per Python worker (TensorFlow is imported inside the
+worker, never on the driver) and limits its threads to ``spark.task.cpus``.
+:func:`hash_accounts` infers each distinct ``content_sha256`` once, reuses
+codes from a previous run, and joins the results back to every account.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from silse_spark.codes import twin_values_from_outputs
+from silse_spark.decode import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, STATUS_OK, decode_avatar
+
+log = logging.getLogger(__name__)
+
+RESULT_SCHEMA = T.StructType(
+    [
+        T.StructField("width", T.IntegerType()),
+        T.StructField("height", T.IntegerType()),
+        T.StructField("twin_value", T.StringType()),
+        T.StructField("twin_bits", T.LongType()),
+        T.StructField("status", T.StringType()),
+        T.StructField("error", T.StringType()),
+    ]
+)
+
+OUTPUT_COLUMNS = [
+    "account_id", "path", "content_sha256", "width", "height", "twin_value", "twin_bits",
+    "status", "error", "model_version", "hashed_at", "run_date",
+]
+
+FAIL_FIRST_ATTEMPT_ENV = "SILSE_TEST_FAIL_FIRST_ATTEMPT"
+"""Test-only switch: when set to ``1``, every UDF task fails on its first attempt."""
+
+
+def hash_contents(
+    contents: pd.Series,
+    outputs_fn: Any,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS,
+) -> pd.DataFrame:
+    """Decode and hash a batch of image bytes.
+
+    Parameters
+    ----------
+    contents
+        Image file bytes (``None`` allowed).
+    outputs_fn
+        Callable mapping uint8 images ``(n, 108, 108, 3)`` to outputs ``(n, 48)``,
+        e.g. :meth:`silse_spark.model.TwinHasher.outputs`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns of :data:`RESULT_SCHEMA`, one row per input, in input order.
+    """
+    decoded = [decode_avatar(c, max_pixels=max_pixels, allowed_formats=allowed_formats) for c in contents]
+    ok = [i for i, d in enumerate(decoded) if d.status == STATUS_OK]
+    values: list[str | None] = [None] * len(decoded)
+    bits: list[int | None] = [None] * len(decoded)
+    if ok:
+        pixels = np.stack([decoded[i].pixels for i in ok])  # type: ignore[misc]
+        hexes, packed = twin_values_from_outputs(outputs_fn(pixels))
+        for j, i in enumerate(ok):
+            values[i] = hexes[j]
+            bits[i] = int(packed[j])
+    return pd.DataFrame(
+        {
+            "width": pd.array([d.width for d in decoded], dtype="Int32"),
+            "height": pd.array([d.height for d in decoded], dtype="Int32"),
+            "twin_value": values,
+            "twin_bits": pd.array(bits, dtype="Int64"),
+            "status": [d.status for d in decoded],
+            "error": [d.error for d in decoded],
+        }
+    )
+
+
+def _worker_hasher(model_version: str, batch_size: int) -> Any:
+    """The model for this Python worker, loaded once and cached (see ``cached_hasher``)."""
+    from pyspark import TaskContext
+
+    from silse_spark.model import cached_hasher, configure_threads
+
+    ctx = TaskContext.get()
+    cpus = ctx.cpus() if ctx is not None else os.cpu_count() or 1
+    configure_threads(int(cpus))
+    return cached_hasher(model_version, batch_size)
+
+
+def _maybe_fail_first_attempt() -> None:
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if os.environ.get(FAIL_FIRST_ATTEMPT_ENV) == "1" and ctx is not None and ctx.attemptNumber() == 0:
+        raise RuntimeError(f"{FAIL_FIRST_ATTEMPT_ENV}=1: failing the first attempt of this task on purpose")
+
+
+def twin_value_udf(
+    model_version: str,
+    *,
+    batch_size: int = 64,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS,
+) -> Any:
+    """An Iterator pandas UDF: binary column -> struct of :data:`RESULT_SCHEMA`."""
+
+    @F.pandas_udf(RESULT_SCHEMA)  # type: ignore[call-overload]
+    def _hash(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        _maybe_fail_first_attempt()
+        hasher = _worker_hasher(model_version, batch_size)
+        for contents in batches:
+            yield hash_contents(
+                contents, hasher.outputs, max_pixels=max_pixels, allowed_formats=allowed_formats
+            )
+
+    # Non-deterministic stops the optimiser from re-running the UDF once per struct field.
+    return _hash.asNondeterministic()
+
+
+def hash_accounts(
+    accounts: DataFrame,
+    model_version: str,
+    hashed_at: dt.datetime,
+    *,
+    previous: DataFrame | None = None,
+    batch_size: int = 64,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS,
+) -> DataFrame:
+    """Hash every account's avatar; infer each distinct content once.
+
+    Parameters
+    ----------
+    accounts
+        ``account_id, path, content, read_status, read_error`` (see
+        :mod:`silse_spark.sources`).
+    previous
+        An earlier output; its ``ok`` rows for the same ``model_version`` are
+        reused by ``content_sha256`` instead of running the model again.
+
+    Returns
+    -------
+    DataFrame
+        The output columns (without ``run_date``), one row per account.
+    """
+    accounts = accounts.withColumn(
+        "content_sha256", F.when(F.col("content").isNotNull(), F.sha2("content", 256))
+    )
+    contents = (
+        accounts.where(F.col("content").isNotNull())
+        .select("content_sha256", "content")
+        .dropDuplicates(["content_sha256"])
+    )
+    known = None
+    if previous is not None:
+        known = (
+            previous.where((F.col("status") == STATUS_OK) & (F.col("model_version") == model_version))
+            .select("content_sha256", "width", "height", "twin_value", "twin_bits",
+                    F.col("status"), F.col("error"), F.col("hashed_at"))
+            .dropDuplicates(["content_sha256"])
+        )
+        contents = contents.join(known.select("content_sha256"), "content_sha256", "left_anti")
+    udf = twin_value_udf(model_version, batch_size=batch_size, max_pixels=max_pixels,
+                         allowed_formats=allowed_formats)
+    inferred = contents.select("content_sha256", udf(F.col("content")).alias("r")).select(
+        "content_sha256", "r.*", F.lit(hashed_at).cast("timestamp").alias("hashed_at")
+    )
+    codes = inferred if known is None else inferred.unionByName(known)
+    joined = accounts.drop("content").join(codes, "content_sha256", "left")
+    return joined.select(
+        "account_id",
+        "path",
+        "content_sha256",
+        F.col("width").cast("int"),
+        F.col("height").cast("int"),
+        "twin_value",
+        F.col("twin_bits").cast("long"),
+        F.coalesce("read_status", "status").alias("status"),
+        F.coalesce("read_error", "error").alias("error"),
+        F.lit(model_version).alias("model_version"),
+        F.coalesce("hashed_at", F.lit(hashed_at).cast("timestamp")).alias("hashed_at"),
+    )
