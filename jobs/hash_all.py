@@ -18,7 +18,7 @@ import logging
 import sys
 
 from silse_spark.config import HashJobConfig, today_utc
-from silse_spark.hash_job import run_hash_job
+from silse_spark.hash_job import check_model, run_hash_job
 from silse_spark.model import ModelIntegrityError, UnknownModelError
 
 log = logging.getLogger("silse.hash_all")
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = config_from_args(args)
+        check_model(config.model_version)  # fail fast, before Spark starts
     except ValueError as exc:
         print(f"hash_all.py: error: {exc}", file=sys.stderr)
         return 2

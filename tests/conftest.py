@@ -19,7 +19,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @pytest.fixture(scope="session")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def standin_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in models directory, visible to the driver and to Spark's Python workers."""
+    from silse_spark.model import MODELS_DIR_ENV
+
+    directory = make_standin_models(tmp_path_factory.mktemp("models"))
+    os.environ[MODELS_DIR_ENV] = str(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory, standin_models: Path) -> Iterator[object]:
+    """Session-wide local[2] Spark; its Python workers hash with the stand-in model."""
     from pyspark.sql import SparkSession
 
     warehouse = tmp_path_factory.mktemp("warehouse")

@@ -1,0 +1,80 @@
+"""The seed architecture, weights integrity and batched inference."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from silse_spark import model as model_mod
+from silse_spark.model import ModelIntegrityError, UnknownModelError
+
+
+def test_seed_architecture_matches_the_design() -> None:
+    m = model_mod.build_model("seed")
+    assert m.input_shape == (None, 108, 108, 3)
+    assert m.output_shape == (None, 48)
+    assert m.count_params() == 2_092_976
+    non_trainable = sum(int(np.prod(w.shape)) for w in m.non_trainable_weights)
+    assert non_trainable == 640
+    shapes = {layer.name: layer.output.shape for layer in m.layers}
+    assert shapes["conv2d_3"] == (None, 54, 54, 64)
+    assert shapes["conv2d_6"] == (None, 27, 27, 128)
+    assert shapes["conv2d_9"] == (None, 14, 14, 128)
+    assert shapes["flatten_layer"] == (None, 25088)
+    assert [layer.name for layer in m.layers if "batch_norm" in layer.name] == [
+        "batch_normalization_1", "batch_normalization_2", "batch_normalization_3"
+    ]
+    assert not any(type(layer).__name__ == "Lambda" for layer in m.layers)
+
+
+def test_preprocessing_scales_pixels_to_minus_one_one() -> None:
+    m = model_mod.build_model("seed")
+    layer = m.get_layer("color_preprocessing")
+    out = np.asarray(layer(np.array([[[[0.0, 127.5, 255.0]]]], dtype=np.float32)))
+    assert np.allclose(out, [-1.0, 0.0, 1.0])
+
+
+def test_unknown_architecture_and_version_fail_clearly(standin_models: Path) -> None:
+    with pytest.raises(UnknownModelError, match="unknown architecture"):
+        model_mod.build_model("nope")
+    with pytest.raises(UnknownModelError, match="available"):
+        model_mod.get_model_spec("no-such-version")
+
+
+def test_weights_round_trip_and_checksum(standin_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hasher = model_mod.TwinHasher()
+    pixels = np.random.default_rng(1).integers(0, 256, (3, 108, 108, 3), dtype=np.uint8)
+    first = hasher.outputs(pixels)
+    assert first.shape == (3, 48) and ((first > 0) & (first < 1)).all()
+    np.testing.assert_allclose(model_mod.TwinHasher().outputs(pixels), first, rtol=1e-5, atol=1e-6)
+
+    # A tampered copy of the weights is refused, naming both digests.
+    tampered = tmp_path / "models"
+    shutil.copytree(standin_models, tampered)
+    weights = next(tampered.glob("*.weights.h5"))
+    weights.write_bytes(weights.read_bytes() + b"\0")
+    monkeypatch.setenv(model_mod.MODELS_DIR_ENV, str(tampered))
+    spec = model_mod.get_model_spec()
+    with pytest.raises(ModelIntegrityError, match=f"expected {spec.sha256}, got [0-9a-f]{{64}}"):
+        model_mod.load_model()
+    weights.unlink()
+    with pytest.raises(ModelIntegrityError, match="not found"):
+        model_mod.load_model()
+
+
+def test_wrong_input_shape_is_rejected(standin_models: Path) -> None:
+    with pytest.raises(ValueError, match=r"\(n, 108, 108, 3\)"):
+        model_mod.cached_hasher().outputs(np.zeros((1, 64, 64, 3), dtype=np.uint8))
+
+
+def test_shipped_registry_is_consistent() -> None:
+    registry = json.loads((model_mod.PACKAGED_MODELS_DIR / "registry.json").read_text())
+    assert registry["default"] in registry["models"]
+    for version, entry in registry["models"].items():
+        assert entry["architecture"] in model_mod.ARCHITECTURES, version
+        path = model_mod.PACKAGED_MODELS_DIR / entry["weights"]
+        assert model_mod.file_sha256(path) == entry["sha256"], f"{version}: weights do not match registry"
