@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -111,7 +113,17 @@ def run_hash_job(spark: SparkSession, config: HashJobConfig) -> HashJobSummary:
     """
     started = time.monotonic()
     model_version = check_model(config.model_version)
-    accounts = read_accounts(spark, config)
+    scratch = tempfile.mkdtemp(prefix="silse-hash-")
+    try:
+        accounts = read_accounts(spark, config, scratch)
+        return _hash_and_write(spark, config, model_version, accounts, started)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _hash_and_write(
+    spark: SparkSession, config: HashJobConfig, model_version: str, accounts: DataFrame, started: float
+) -> HashJobSummary:
     previous = read_previous(spark, config.previous, config.run_date) if config.previous else None
     hashed_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
     result = hash_accounts(

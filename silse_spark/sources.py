@@ -14,8 +14,11 @@ so nothing is silently dropped.
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
+import re
+import tempfile
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -82,11 +85,53 @@ def _hadoop_exists(spark: SparkSession, path: str) -> bool:
     return bool(hpath.getFileSystem(conf).exists(hpath))
 
 
-def read_avatar_dir(spark: SparkSession, directory: str) -> DataFrame:
-    """All files under ``directory`` (recursive); account_id is the file name without extension."""
+def _is_local(path: str) -> bool:
+    return path.startswith("file:") or re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", path) is None
+
+
+def _local_path(path: str) -> str:
+    return re.sub(r"^file:/*", "/", path) if path.startswith("file:") else os.path.abspath(path)
+
+
+def _list_local_files(directory: str, listing_file: str) -> int:
+    """Write every non-directory entry under ``directory`` to a CSV, streaming (constant memory).
+
+    Unlike Hadoop's listing, this keeps entries that cannot be read (broken
+    symbolic links, special files), so they get a ``read_error`` row instead of
+    vanishing.
+    """
+    count = 0
+    with open(listing_file, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "_key", "account_id"])
+        for root, dirs, files in os.walk(directory, followlinks=False):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                writer.writerow([full, "file:" + full, os.path.splitext(name)[0]])
+                count += 1
+    return count
+
+
+def read_avatar_dir(spark: SparkSession, directory: str, scratch: str | None = None) -> DataFrame:
+    """All files under ``directory`` (recursive); account_id is the file name without extension.
+
+    ``scratch`` is a local directory for the listing of a local input folder
+    (it must be visible to executors: local mode or a shared filesystem).
+    """
     if not _hadoop_exists(spark, directory):
         raise ConfigError(f"--avatars {directory!r} does not exist; pass a directory of avatar images")
-    # Listing reads no bytes (binaryFile prunes the content column), so every file gets a row.
+    if _is_local(directory):
+        local = _local_path(directory)
+        scratch_dir = scratch or tempfile.mkdtemp(prefix="silse-listing-")
+        os.makedirs(scratch_dir, exist_ok=True)
+        listing_file = os.path.join(scratch_dir, "listing.csv")
+        log.info("listed %d files under %s", _list_local_files(local, listing_file), local)
+        listing = spark.read.option("header", "true").schema(
+            "path string, _key string, account_id string"
+        ).csv("file:" + listing_file)
+        return _attach_content(listing, _binary_files(spark, ["file:" + local], recursive=True))
+    # Remote filesystems: Hadoop's listing reads no bytes (binaryFile prunes the content column).
     listing = (
         spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(directory)
         .select("path", F.col("path").alias("_key"))
@@ -154,10 +199,10 @@ def read_avatar_table(spark: SparkSession, table_path: str) -> DataFrame:
     )
 
 
-def read_accounts(spark: SparkSession, config: HashJobConfig) -> DataFrame:
+def read_accounts(spark: SparkSession, config: HashJobConfig, scratch: str | None = None) -> DataFrame:
     """The job's input as one accounts DataFrame (see module docstring)."""
     if config.input_kind == "avatars":
-        return read_avatar_dir(spark, config.input_path)
+        return read_avatar_dir(spark, config.input_path, scratch)
     if config.input_kind == "manifest":
         return read_manifest(spark, config.input_path)
     return read_avatar_table(spark, config.input_path)

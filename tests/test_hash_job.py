@@ -142,3 +142,15 @@ def test_bad_configuration_fails_before_work(spark, tmp_path: Path) -> None:  # 
     with pytest.raises(ConfigError, match="YYYY-MM-DD"):
         HashJobConfig("avatars", "x", "o", run_date="2026-13-01")
     assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_entries_and_odd_names_keep_their_rows(spark, demo_avatar_paths: list[Path], tmp_path: Path) -> None:  # noqa: ANN001
+    root = tmp_path / "in"
+    root.mkdir()
+    for name in ("sp ace%20.png", "ünï.png", "q#?.png"):
+        shutil.copy(demo_avatar_paths[3], root / name)
+    (root / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    run_hash_job(spark, HashJobConfig("avatars", str(root), str(tmp_path / "o"), run_date="2026-01-01"))
+    rows = read_partition(spark, tmp_path / "o", "2026-01-01").set_index("account_id")
+    assert rows.status.to_dict() == {"dangling": "read_error", "q#?": "ok", "sp ace%20": "ok", "ünï": "ok"}
+    assert rows.loc["ünï", "path"] == str(root / "ünï.png")
