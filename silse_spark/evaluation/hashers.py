@@ -172,7 +172,7 @@ def pdq_image(img: Image.Image) -> int:
     >>> pdq_image(Image.new("RGB", (64, 64), "white")).bit_length() <= 256
     True
     """
-    import pdqhash
+    import pdqhash  # type: ignore[import-untyped]
 
     vector, _quality = pdqhash.compute(np.ascontiguousarray(np.asarray(img, dtype=np.uint8)))
     return int_from_bool_bits(vector)

@@ -40,7 +40,7 @@ Example
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -409,9 +409,9 @@ def score_codes(
     packed: np.ndarray,
     valid: np.ndarray,
     nbits: int,
-    family_sets: dict[str, Sequence[str]],
+    family_sets: Mapping[str, Sequence[str]],
     impostors: tuple[np.ndarray, np.ndarray],
-    groupings: dict[str, Sequence[object]] | None = None,
+    groupings: Mapping[str, Sequence[object]] | None = None,
     max_fmr: float = MAX_FMR,
 ) -> HasherScores:
     """Score one hasher's codes on a suite, per family and per set of families.
@@ -477,7 +477,7 @@ def score_codes(
         row["mean_genuine_distance"] = float(genuine[genuine <= nbits].mean()) if (genuine <= nbits).any() else float("nan")
         members_idx = np.nonzero(in_set)[0]
         for gname, labels in all_groupings.items():
-            chosen = [labels[i] for i in members_idx]
+            chosen = [labels[int(i)] for i in members_idx]
             scores = pairwise_scores(true_groups[members_idx], chosen)
             for key, value in scores.as_dict().items():
                 row[f"{gname}_{key}"] = value

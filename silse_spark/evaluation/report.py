@@ -228,10 +228,10 @@ def write_plots(scores: dict[str, HasherScores], families: Sequence[str], img_di
     for ax, group in zip(axes, HEADLINE_SETS):
         for name in names:
             s = scores[name]
-            genuine = s.genuine.get(group)
-            if genuine is None or len(genuine) == 0:
+            distances = s.genuine.get(group)
+            if distances is None or len(distances) == 0:
                 continue
-            ax.plot(radii, [(genuine <= r).mean() for r in radii], marker=".", label=name)
+            ax.plot(radii, [(distances <= r).mean() for r in radii], marker=".", label=name)
         ax.set_title(f"{group} families")
         ax.set_xlabel("Hamming radius r")
         ax.set_ylim(0, 1.02)
@@ -252,7 +252,7 @@ def build_markdown(doc: dict[str, Any], scores: dict[str, HasherScores],
     suite = meta["suite"]
     machine = meta["machine"]
     names = list(scores)
-    any_code = next(iter(doc["code"].values()), {})
+    any_code: dict[str, Any] = next(iter(doc["code"].values()), {})
     lines = [
         "# Evaluation: silse against md5, aHash, pHash, dHash, wHash and PDQ",
         "",

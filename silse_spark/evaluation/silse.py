@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess  # nosec B404 - runs the project's own spark-submit with a fixed argument list
+import subprocess  # nosec B404
 import sys
 import time
 from dataclasses import dataclass
