@@ -12,6 +12,7 @@ Example
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
@@ -274,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text_table(SUMMARY_HEADER, summary_rows(scores)))
     print(f"\nwrote {config.output / 'evaluation.md'} and {config.output / 'evaluation.json'}")
+    meta = json.loads((config.output / "evaluation.json").read_text(encoding="utf-8"))["meta"]
+    if not meta["disjointness"]["checked"]:
+        print(f"WARNING: {meta['disjointness']['message']}")
+    if not meta["models"]:
+        print("WARNING: no silse model is registered, so silse was not evaluated")
     return 0
 
 

@@ -493,6 +493,7 @@ def score_codes(
         "r_star": r_star,
         "max_fmr": max_fmr,
         "fmr_r0": false_match_rate(impostor, 0),
+        "fmr_r_star": false_match_rate(impostor, r_star) if r_star is not None else float("nan"),
         "mean_impostor_distance": float(impostor[impostor <= nbits].mean()) if (impostor <= nbits).any() else float("nan"),
         "daugman_dof": daugman_dof(impostor, nbits),
     }

@@ -157,6 +157,13 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
+def _fmr_next(s: HasherScores) -> float:
+    """False-match rate one step past ``r*`` (or at radius 0 when there is no ``r*``)."""
+    r_star = s.code.get("r_star")
+    radius = 0 if r_star is None else int(r_star) + 1  # type: ignore[call-overload]
+    return float(np.mean(s.impostor <= radius)) if len(s.impostor) else float("nan")
+
+
 def _family_table(scores: dict[str, HasherScores], families: Sequence[str], key: str) -> str:
     names = list(scores)
     rows = [[f] + [fmt(scores[n].families.get(f, {}).get(key)) for n in names] for f in families]
@@ -301,7 +308,11 @@ def build_markdown(doc: dict[str, Any], scores: dict[str, HasherScores],
         "",
         "## Recall at r* by family",
         "",
-        markdown_table(["hasher", "r*"], [[n, fmt(scores[n].code.get("r_star"))] for n in names]),
+        "`n/a`: no radius keeps the false-match rate under the target, not even identical codes.",
+        "",
+        markdown_table(["hasher", "r*", "FMR at r*", "FMR at r*+1"],
+                       [[n, fmt(scores[n].code.get("r_star")), _sci(scores[n].code.get("fmr_r_star")),
+                         _sci(_fmr_next(scores[n]))] for n in names]),
         "",
         _family_table(scores, [*families, "seed", "extra", "all"], "recall_r_star"),
         "",
@@ -364,6 +375,9 @@ def build_markdown(doc: dict[str, Any], scores: dict[str, HasherScores],
     lines += [
         "## Reading the numbers",
         "",
+        ("- Rerun on any folder of images (any size or mode): `.venv/bin/python -m silse_spark.evaluation "
+        "--output DIR --no-demo --sources FOLDER [--distractors FOLDER] [--models VERSION ...]`; "
+        "`--training-manifest` points the disjointness check at another training set."),
         ("- md5 is the exact-duplicate baseline: a copy is a different file, so it recalls nothing of the "
         "altered families by construction."),
         "- The per-bit balances of every hasher are in `evaluation.json` (`code.<hasher>.bit_balance`).",

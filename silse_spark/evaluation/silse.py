@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess  # nosec B404
 import sys
 import time
@@ -124,6 +125,8 @@ def hash_with_job(
     output = work / f"hashes-{version}"
     log_file = work / f"hash_all-{version}.log"
     items[["item_id", "path"]].rename(columns={"item_id": "account_id"}).to_csv(manifest, index=False)
+    if output.exists():
+        shutil.rmtree(output)  # no stale partition from an earlier suite can leak in
     command = job_command(repo, manifest, output, version)
     env = dict(os.environ)
     python = str(Path(sys.prefix) / "bin" / "python")
