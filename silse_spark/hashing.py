@@ -97,6 +97,7 @@ def _worker_hasher(model_version: str, batch_size: int) -> Any:
 
     from silse_spark.model import cached_hasher, configure_threads
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
     ctx = TaskContext.get()
     cpus = ctx.cpus() if ctx is not None else os.cpu_count() or 1
     configure_threads(int(cpus))
@@ -133,6 +134,17 @@ def twin_value_udf(
     return _hash.asNondeterministic()
 
 
+INFERENCE_PARTITIONS_CONF = "spark.silse.inferencePartitions"
+
+
+def inference_partitions_for(spark: Any) -> int:
+    """Partitions for the inference stage: ``spark.silse.inferencePartitions`` or 4x the cores."""
+    configured = spark.conf.get(INFERENCE_PARTITIONS_CONF, None)
+    if configured:
+        return max(1, int(configured))
+    return max(1, 4 * spark.sparkContext.defaultParallelism)
+
+
 def hash_accounts(
     accounts: DataFrame,
     model_version: str,
@@ -142,6 +154,7 @@ def hash_accounts(
     batch_size: int = 64,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS,
+    inference_partitions: int | None = None,
 ) -> DataFrame:
     """Hash every account's avatar; infer each distinct content once.
 
@@ -176,6 +189,10 @@ def hash_accounts(
             .dropDuplicates(["content_sha256"])
         )
         contents = contents.join(known.select("content_sha256"), "content_sha256", "left_anti")
+    # Inference is CPU-bound per image, not per byte: spread the distinct images over an explicit
+    # number of partitions so adaptive execution does not coalesce small files onto one core.
+    partitions = inference_partitions or inference_partitions_for(accounts.sparkSession)
+    contents = contents.repartition(partitions, "content_sha256")
     udf = twin_value_udf(model_version, batch_size=batch_size, max_pixels=max_pixels,
                          allowed_formats=allowed_formats)
     inferred = contents.select("content_sha256", udf(F.col("content")).alias("r")).select(

@@ -1,0 +1,150 @@
+"""``silse``: the analyst's command line, using the same decoder and model as the Spark job.
+
+    silse hash IMAGE...                 print each path with its twin value
+    silse compare A B [--radius R]      both codes, their Hamming distance and the verdict
+    silse match IMAGE --hashes DIR      accounts whose code is within --radius (default 2)
+
+Exit codes: 0 done, 1 a file could not be hashed, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from silse_spark.codes import hamming_distance, int_from_twin_value, twin_values_from_outputs
+from silse_spark.decode import STATUS_OK, decode_file
+from silse_spark.model import ModelIntegrityError, UnknownModelError
+
+DEFAULT_RADIUS = 2
+
+
+class CliError(Exception):
+    """A user-facing error: the message is printed and the exit code is ``code``."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def hash_files(paths: Sequence[str], model_version: str | None = None) -> list[tuple[str, str | None, str]]:
+    """Hash local image files: ``(path, twin value or None, status or error)`` per path."""
+    from silse_spark.model import cached_hasher
+
+    decoded = [decode_file(p) for p in paths]
+    ok = [i for i, d in enumerate(decoded) if d.status == STATUS_OK]
+    codes: dict[int, str] = {}
+    if ok:
+        hasher = cached_hasher(model_version)
+        hexes, _ = twin_values_from_outputs(hasher.outputs(np.stack([decoded[i].pixels for i in ok])))  # type: ignore[misc]
+        codes = dict(zip(ok, hexes))
+    return [
+        (p, codes.get(i), STATUS_OK if i in codes else f"{d.status}: {d.error}")
+        for i, (p, d) in enumerate(zip(paths, decoded))
+    ]
+
+
+def _one_code(path: str, model_version: str | None) -> str:
+    [(_, code, status)] = hash_files([path], model_version)
+    if code is None:
+        raise CliError(f"cannot hash {path}: {status}", code=1)
+    return code
+
+
+def match_accounts(code: str, hashes_dir: str, radius: int = DEFAULT_RADIUS) -> list[tuple[str, str, int, str]]:
+    """Accounts in a hash_all output whose code lies within ``radius`` of ``code``.
+
+    Streams the Parquet files batch by batch (no Spark needed), comparing ``twin_bits``.
+    Returns ``(account_id, twin_value, distance, run_date)`` sorted by distance.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    if not Path(hashes_dir).is_dir():
+        raise CliError(f"--hashes {hashes_dir} is not a directory; pass the output of jobs/hash_all.py")
+    dataset = ds.dataset(hashes_dir, format="parquet", partitioning="hive")
+    missing = {"account_id", "twin_value", "twin_bits", "status"} - set(dataset.schema.names)
+    if missing:
+        raise CliError(f"{hashes_dir} is not a hash_all output: columns {sorted(missing)} are missing")
+    query = np.uint64(int_from_twin_value(code))
+    found: list[tuple[str, str, int, str]] = []
+    columns = ["account_id", "twin_value", "twin_bits"] + (["run_date"] if "run_date" in dataset.schema.names else [])
+    for batch in dataset.to_batches(columns=columns, filter=pc.field("status") == "ok"):
+        bits = batch.column("twin_bits").to_numpy(zero_copy_only=False).astype(np.uint64)
+        distance = np.bitwise_count(bits ^ query)
+        for i in np.flatnonzero(distance <= radius):
+            run_date = str(batch.column("run_date")[i]) if "run_date" in columns else ""
+            found.append((str(batch.column("account_id")[i]), str(batch.column("twin_value")[i]),
+                          int(distance[i]), run_date))
+    return sorted(found, key=lambda row: (row[2], row[0]))
+
+
+def _cmd_hash(args: argparse.Namespace) -> int:
+    rows = hash_files(args.images, args.model)
+    for path, code, status in rows:
+        print(f"{path}\t{code or '-'}\t{status}")
+    return 0 if all(code for _, code, _ in rows) else 1
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    a, b = _one_code(args.a, args.model), _one_code(args.b, args.model)
+    distance = hamming_distance(a, b)
+    verdict = "same image" if distance == 0 else ("near copy" if distance <= args.radius else "different")
+    print(f"{args.a}\t{a}\n{args.b}\t{b}\ndistance\t{distance}\nverdict\t{verdict} (radius {args.radius})")
+    return 0
+
+
+def _cmd_match(args: argparse.Namespace) -> int:
+    code = _one_code(args.image, args.model)
+    rows = match_accounts(code, args.hashes, args.radius)
+    print(f"{args.image}\t{code}\t{len(rows)} accounts within distance {args.radius}")
+    for account, value, distance, run_date in rows:
+        print(f"{account}\t{value}\t{distance}\t{run_date}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="silse", description="Hash avatars into twin values and look them up.")
+    parser.add_argument("--model", default=None, help="registered model version (default: the shipped default)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("hash", help="print each image's twin value")
+    p.add_argument("images", nargs="+")
+    p.set_defaults(func=_cmd_hash)
+    p = sub.add_parser("compare", help="compare two images' twin values")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--radius", type=int, default=DEFAULT_RADIUS)
+    p.set_defaults(func=_cmd_compare)
+    p = sub.add_parser("match", help="accounts whose code is within --radius of the image's")
+    p.add_argument("image")
+    p.add_argument("--hashes", required=True, help="output directory of jobs/hash_all.py")
+    p.add_argument("--radius", type=int, default=DEFAULT_RADIUS)
+    p.set_defaults(func=_cmd_match)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if getattr(args, "radius", 0) < 0 or getattr(args, "radius", 0) > 48:
+        print("silse: error: --radius must be between 0 and 48", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"silse: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (UnknownModelError, ModelIntegrityError) as exc:
+        print(f"silse: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

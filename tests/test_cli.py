@@ -1,0 +1,61 @@
+"""The ``silse`` command line: hash, compare, match."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from silse_spark import cli
+from silse_spark.codes import int_from_twin_value, twin_value_from_int
+
+IMAGES = Path(__file__).resolve().parent / "data" / "images"
+
+
+def test_hash_prints_codes_and_flags_bad_files(standin_models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main(["hash", str(IMAGES / "rgb.png"), str(IMAGES / "rgb_as_jpg_name.jpg"), str(IMAGES / "empty.png")])
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert rc == 1  # one file could not be hashed
+    assert lines[0][1] == lines[1][1] and len(lines[0][1]) == 12  # same pixels, same code
+    assert lines[2][1] == "-" and lines[2][2].startswith("empty")
+
+
+def test_compare_reports_distance_and_verdict(standin_models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["compare", str(IMAGES / "rgb.png"), str(IMAGES / "rgb.png")]) == 0
+    out = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    assert out["distance"] == "0" and out["verdict"].startswith("same image")
+
+
+def test_match_finds_accounts_within_radius(standin_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    [(_, code, _)] = cli.hash_files([str(IMAGES / "rgb.png")])
+    assert code is not None
+    base = int_from_twin_value(code)
+    values = {"same": base, "one": base ^ 1, "two": base ^ 0b11000, "three": base ^ 0b111, "bad": None}
+    part = tmp_path / "hashes" / "run_date=2026-01-01"
+    part.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "account_id": list(values),
+            "twin_value": [None if v is None else twin_value_from_int(v) for v in values.values()],
+            "twin_bits": pd.array(list(values.values()), dtype="Int64"),
+            "status": ["ok", "ok", "ok", "ok", "decode_error"],
+        }
+    ).to_parquet(part / "part-0.parquet")
+    assert cli.main(["match", str(IMAGES / "rgb.png"), "--hashes", str(tmp_path / "hashes")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "3 accounts within distance 2" in lines[0]
+    assert [line.split("\t")[:3] for line in lines[1:]] == [
+        ["same", code, "0"], ["one", twin_value_from_int(base ^ 1), "1"], ["two", twin_value_from_int(base ^ 0b11000), "2"]
+    ]
+
+
+def test_clear_errors(standin_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["compare", str(tmp_path / "missing.png"), str(IMAGES / "rgb.png")]) == 1
+    assert "cannot hash" in capsys.readouterr().err
+    assert cli.main(["match", str(IMAGES / "rgb.png"), "--hashes", str(tmp_path / "nope")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    shutil.copy(IMAGES / "rgb.png", tmp_path / "x.png")
+    assert cli.main(["--model", "nope", "hash", str(tmp_path / "x.png")]) == 2
+    assert "unknown model version" in capsys.readouterr().err
