@@ -41,6 +41,7 @@ run: hash
 
 test: venv
 	$(PY) -m pytest -q tests
+	$(VENV)/bin/bandit -q -r silse_spark
 
 lint: venv
 	$(VENV)/bin/ruff check silse_spark jobs tests

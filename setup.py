@@ -35,6 +35,7 @@ setup(
             "ruff>=0.6",
             "mypy>=1.10",
             "bandit>=1.7",
+            "atheris>=2.3",
             "imagehash>=4.3",
             "pdqhash>=0.2.5",
             "matplotlib>=3.8",

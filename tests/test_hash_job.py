@@ -88,7 +88,9 @@ def test_previous_run_codes_are_reused(spark, avatar_dir: Path, tmp_path: Path) 
     assert (first.hashed_at[ok] == second.hashed_at[ok]).all()
 
 
-def test_manifest_dedups_content_and_reports_missing_files(spark, demo_avatar_paths: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_manifest_dedups_content_and_reports_missing_files(
+    spark, demo_avatar_paths: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
     images = tmp_path / "img"
     images.mkdir()
     shutil.copy(demo_avatar_paths[0], images / "a.png")
