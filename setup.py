@@ -20,7 +20,7 @@ setup(
     install_requires=[
         "pyspark>=4.0",
         "tensorflow-cpu>=2.18",
-        "keras>=3.13.2",
+        "keras>=3.14.0",
         "pillow>=12.2.0",
         "pyarrow>=15",
         "pandas>=2.2,<3",
