@@ -258,3 +258,16 @@ def test_run_writes_json_and_markdown_with_every_hasher_and_family(tmp_path: Pat
     assert "| pdq | 256 |" in md and "disjointness not checked" in md
     for plot in ("eval_distances.png", "eval_recall_by_family.png", "eval_recall_vs_radius.png"):
         assert (tmp_path / "docs" / "img" / plot).stat().st_size > 1000
+
+
+def test_repeated_copies_are_made_once(tmp_path: Path, demo_avatar_paths: list[Path]) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in demo_avatar_paths[:2]:
+        shutil.copy(p, src / p.name)
+    suite = build_suite(SuiteConfig([src], tmp_path / "suite", copies=3, synthetic=0))
+    per_family = suite[suite.role == "copy"].groupby("family").size()
+    # hflip and greyscale are deterministic: one copy per source; random families get all three.
+    assert per_family["hflip"] == 2 and per_family["greyscale"] == 2
+    assert per_family["rotation"] == 6 and per_family["jpeg"] == 6
+    assert suite["file_sha256"].is_unique

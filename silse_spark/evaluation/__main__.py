@@ -67,7 +67,7 @@ class EvalConfig:
     distractors
         Folders of extra distinct images (no copies are made of them).
     synthetic
-        Number of synthetic distractors.
+        Number of synthetic distractors; ``None`` fills the suite up to ``target_size``.
     copies
         Copies per source per family; ``None`` to aim at ``target_size`` items.
     models
@@ -84,14 +84,14 @@ class EvalConfig:
     work: Path
     sources: tuple[Path, ...]
     distractors: tuple[Path, ...] = ()
-    synthetic: int = 400
+    synthetic: int | None = None
     copies: int | None = None
     target_size: int = 5000
     models: tuple[str, ...] | None = None
     classical: tuple[str, ...] = tuple(HASHERS)
     training_manifest: Path = DEFAULT_TRAINING_MANIFEST
     in_process: bool = False
-    max_impostor_pairs: int = 3_000_000
+    max_impostor_pairs: int = 6_000_000
     seed: int = 20260101
     command: str = field(default="", compare=False)
 
@@ -207,7 +207,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, HasherScores]:
             "copies_per_family": int(manifest["copy_index"].max()) + 1 if roles.get("copy", 0) else 0,
             "source_folders": [_display(p) for p in config.sources],
             "distractor_description": (
-                f"{config.synthetic} synthetic avatar-like images"
+                f"{int(manifest['origin'].str.startswith('synthetic:').sum())} synthetic avatar-like images"
                 + (f" and images from {', '.join(_display(p) for p in config.distractors)}"
                    if config.distractors else "")
                 + ", plus each source for the others"
@@ -244,7 +244,8 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     parser.add_argument("--no-demo", action="store_true", help="do not include the demo avatars")
     parser.add_argument("--distractors", type=Path, nargs="+", default=[],
                         help="folders of distinct images used as distractors")
-    parser.add_argument("--synthetic", type=int, default=400, help="number of synthetic distractors")
+    parser.add_argument("--synthetic", type=int, default=None,
+                        help="number of synthetic distractors (default: fill the suite up to --target-size)")
     parser.add_argument("--copies", type=int, default=None,
                         help="copies per source per family (default: aim at --target-size images)")
     parser.add_argument("--target-size", type=int, default=5000, help="approximate suite size")

@@ -348,7 +348,7 @@ def genuine_pairs(manifest: pd.DataFrame, families: Sequence[str]) -> tuple[np.n
 
 
 def impostor_pairs(
-    manifest: pd.DataFrame, max_pairs: int = 3_000_000, seed: int = 0
+    manifest: pd.DataFrame, max_pairs: int = 6_000_000, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row positions of every (item, reference of another source) pair.
 

@@ -280,7 +280,7 @@ def build_markdown(doc: dict[str, Any], scores: dict[str, HasherScores],
         "## Suite",
         "",
         (f"{suite['n_sources']} source images ({', '.join(suite['source_folders'])}), each with "
-        f"{suite['copies_per_family']} altered copies per family in {len(families)} families "
+        f"up to {suite['copies_per_family']} distinct altered copies per family in {len(families)} families "
         f"({suite['n_copies']} copies), and {suite['n_distractors']} distractors "
         f"({suite['distractor_description']}): {suite['n_items']} images, seed {suite['seed']}."),
         "",
@@ -291,6 +291,8 @@ def build_markdown(doc: dict[str, Any], scores: dict[str, HasherScores],
         f"(a false-match rate below about {fmt(any_code.get('fmr_resolution'), 7)} cannot be told from 0)."),
         (f"- `r*` is the largest Hamming radius whose false-match rate over all impostor pairs is "
         f"<= {meta['max_fmr']:g}; one radius per hasher, as a deployment would fix it."),
+        "",
+        "Deterministic families (hflip, greyscale) have one copy per source: a repeated file is not a new copy.",
         "",
         "## Headline",
         "",

@@ -74,6 +74,11 @@ MAX_WORKING_SIDE = 1024
 """Sources larger than this (longest side) are reduced before copies are made,
 so a folder of camera photos does not make a suite of 12-megapixel PNGs."""
 
+MIN_SYNTHETIC = 400
+"""Fewest synthetic distractors when their number is left to fill the suite."""
+
+_TRIES_PER_COPY = 5
+
 
 @dataclass(frozen=True)
 class SuiteConfig:
@@ -89,7 +94,8 @@ class SuiteConfig:
         Altered copies per source per family; ``None`` picks the number that
         brings the suite close to ``target_size``.
     synthetic
-        Number of synthetic distractor images.
+        Number of synthetic distractor images; ``None`` fills the suite up to
+        ``target_size`` (at least :data:`MIN_SYNTHETIC`).
     distractors
         Extra folders of distinct images used as distractors (no copies).
     families
@@ -103,7 +109,7 @@ class SuiteConfig:
     sources: Sequence[Path]
     output: Path
     copies: int | None = None
-    synthetic: int = 400
+    synthetic: int | None = None
     distractors: Sequence[Path] = field(default_factory=tuple)
     families: Sequence[str] = tuple(FAMILIES)
     target_size: int = 5000
@@ -114,7 +120,7 @@ class SuiteConfig:
             raise ValueError("no source images given: pass at least one folder with --sources")
         if self.copies is not None and self.copies < 1:
             raise ValueError(f"copies must be >= 1, got {self.copies}")
-        if self.synthetic < 0:
+        if self.synthetic is not None and self.synthetic < 0:
             raise ValueError(f"synthetic must be >= 0, got {self.synthetic}")
         unknown = sorted(set(self.families) - set(FAMILIES))
         if unknown:
@@ -282,10 +288,8 @@ def build_suite(config: SuiteConfig) -> pd.DataFrame:
         data = accept(path, "distractor")
         if data is not None:
             distractor_inputs.append((path, data))
-    n_distractors = len(distractor_inputs) + config.synthetic
-    copies = config.copies or _auto_copies(len(accepted), n_distractors, len(families), config.target_size)
-    log.info("suite: %d sources x %d families x %d copies, %d distractors",
-             len(accepted), len(families), copies, n_distractors)
+    reserve = len(distractor_inputs) + (MIN_SYNTHETIC if config.synthetic is None else config.synthetic)
+    copies = config.copies or _auto_copies(len(accepted), reserve, len(families), config.target_size)
 
     for s, (path, data) in enumerate(accepted):
         source_id = f"s{s:05d}"
@@ -297,8 +301,17 @@ def build_suite(config: SuiteConfig) -> pd.DataFrame:
         for f, family in enumerate(families):
             # One generator per (source, family) so adding a family leaves the others unchanged.
             rng = np.random.default_rng([config.seed, s, f])
-            for k in range(copies):
+            made_here: set[str] = set()
+            for _ in range(copies * _TRIES_PER_COPY):
+                if len(made_here) == copies:
+                    break
                 copy_bytes = encode(vary(img, family, rng), "PNG")
+                # Deterministic families (hflip, greyscale) give one copy, and small
+                # shifts can repeat: an identical file is one copy, not two.
+                if _sha256(copy_bytes) in made_here:
+                    continue
+                k = len(made_here)
+                made_here.add(_sha256(copy_bytes))
                 item_id = f"{source_id}-{family}-{k}"
                 target = out / "copies" / f"{item_id}.png"
                 target.write_bytes(copy_bytes)
@@ -316,9 +329,12 @@ def build_suite(config: SuiteConfig) -> pd.DataFrame:
 
     for path, data in distractor_inputs:
         add_distractor(data, path.suffix.lower(), str(path))
+    n_synthetic = config.synthetic
+    if n_synthetic is None:
+        n_synthetic = max(MIN_SYNTHETIC, config.target_size - len(rows) - len(distractor_inputs))
     made = 0
-    for i in range(10 * config.synthetic + 10):
-        if made == config.synthetic:
+    for i in range(10 * n_synthetic + 10):
+        if made == n_synthetic:
             break
         data = encode(synthetic_avatar(np.random.default_rng([config.seed, 1_000_003, i])), "PNG")
         fingerprint = pixel_sha256(data)
@@ -329,6 +345,10 @@ def build_suite(config: SuiteConfig) -> pd.DataFrame:
         made += 1
 
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    roles = manifest["role"].value_counts()
+    log.info("suite: %d sources, %d families, up to %d copies each (%d copies), %d distractors: %d images",
+             roles.get(ROLE_SOURCE, 0), len(families), copies, roles.get(ROLE_COPY, 0),
+             roles.get(ROLE_DISTRACTOR, 0), len(manifest))
     manifest["copy_index"] = manifest["copy_index"].astype("Int64")
     manifest.to_csv(out / "manifest.csv", index=False)
     return manifest
