@@ -176,8 +176,8 @@ def write_plots(scores: dict[str, HasherScores], families: Sequence[str], img_di
     ``eval_distances.png``: genuine (all families) and impostor Hamming
     distances, as fractions of the code length, per hasher.
     ``eval_recall_by_family.png``: exact-code recall and recall at ``r*``.
-    ``eval_recall_vs_radius.png``: recall against radius for seed and extra
-    families.
+    ``eval_recall_vs_radius.png``: recall against radius (as a fraction of
+    the code length) for seed and extra families, ``r*`` starred.
     """
     import matplotlib
 
@@ -231,18 +231,23 @@ def write_plots(scores: dict[str, HasherScores], families: Sequence[str], img_di
     paths.append(path)
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
-    radii = np.arange(0, 17)
     for ax, group in zip(axes, HEADLINE_SETS):
         for name in names:
             s = scores[name]
             distances = s.genuine.get(group)
             if distances is None or len(distances) == 0:
                 continue
-            ax.plot(radii, [(distances <= r).mean() for r in radii], marker=".", label=name)
-        ax.set_title(f"{group} families")
-        ax.set_xlabel("Hamming radius r")
+            # Radii as a fraction of the code length, so 48-, 64- and 256-bit codes share an axis.
+            radii = np.arange(0, int(0.4 * s.nbits) + 1)
+            recall = np.array([(distances <= r).mean() for r in radii])
+            (line,) = ax.plot(radii / s.nbits, recall, label=name)
+            r_star = s.code.get("r_star")
+            if isinstance(r_star, int) and r_star < len(radii):
+                ax.plot([r_star / s.nbits], [recall[r_star]], marker="*", markersize=11, color=line.get_color())
+        ax.set_title(f"{group} families (star: r*)")
+        ax.set_xlabel("Hamming radius / bits")
         ax.set_ylim(0, 1.02)
-    axes[0].set_ylabel("recall within r")
+    axes[0].set_ylabel("recall within radius")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     path = img_dir / "eval_recall_vs_radius.png"
