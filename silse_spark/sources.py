@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from silse_spark.config import ConfigError, HashJobConfig
-from silse_spark.decode import STATUS_READ_ERROR
+from silse_spark.decode import STATUS_EMPTY, STATUS_READ_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +65,22 @@ def _attach_content(listing: DataFrame, content: DataFrame) -> DataFrame:
 
     Listing rows with no bytes become read errors; the listing's own ``path`` is kept.
     """
+    if "_size" not in listing.columns:
+        listing = listing.withColumn("_size", F.lit(None).cast("long"))
     joined = listing.join(content.withColumnRenamed("path", "_read_path"),
                           listing["_key"] == F.col("_read_path"), "left")
     missing = F.col("_read_path").isNull()
+    # Spark's file scan skips zero-length files, so a listed empty file has no bytes row.
+    empty = missing & (F.col("_size") == 0)
     return joined.select(
         "account_id",
         "path",
         "content",
-        F.when(missing, F.lit(STATUS_READ_ERROR)).alias("read_status"),
-        F.when(missing, F.lit("file could not be read: missing, unreadable, or larger than "
-                              "spark.sql.sources.binaryFile.maxLength")).alias("read_error"),
+        F.when(empty, F.lit(STATUS_EMPTY)).when(missing, F.lit(STATUS_READ_ERROR)).alias("read_status"),
+        F.when(empty, F.lit("file is empty (0 bytes)"))
+        .when(missing, F.lit("file could not be read: missing, empty, unreadable, or larger than "
+                             "spark.sql.sources.binaryFile.maxLength"))
+        .alias("read_error"),
     )
 
 
@@ -103,12 +109,16 @@ def _list_local_files(directory: str, listing_file: str) -> int:
     count = 0
     with open(listing_file, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "_key", "account_id"])
+        writer.writerow(["path", "_key", "account_id", "_size"])
         for root, dirs, files in os.walk(directory, followlinks=False):
             dirs.sort()
             for name in sorted(files):
                 full = os.path.join(root, name)
-                writer.writerow([full, "file:" + full, os.path.splitext(name)[0]])
+                try:
+                    size: int | str = os.stat(full).st_size
+                except OSError:
+                    size = ""  # dangling link or unreadable entry: read_error later
+                writer.writerow([full, "file:" + full, os.path.splitext(name)[0], size])
                 count += 1
     return count
 
@@ -128,7 +138,7 @@ def read_avatar_dir(spark: SparkSession, directory: str, scratch: str | None = N
         listing_file = os.path.join(scratch_dir, "listing.csv")
         log.info("listed %d files under %s", _list_local_files(local, listing_file), local)
         listing = spark.read.option("header", "true").schema(
-            "path string, _key string, account_id string"
+            "path string, _key string, account_id string, _size long"
         ).csv("file:" + listing_file)
         return _attach_content(listing, _binary_files(spark, ["file:" + local], recursive=True))
     # Remote filesystems: Hadoop's listing reads no bytes (binaryFile prunes the content column).

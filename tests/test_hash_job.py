@@ -152,7 +152,10 @@ def test_unreadable_entries_and_odd_names_keep_their_rows(spark, demo_avatar_pat
     for name in ("sp ace%20.png", "ünï.png", "q#?.png"):
         shutil.copy(demo_avatar_paths[3], root / name)
     (root / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (root / "zero.png").write_bytes(b"")
     run_hash_job(spark, HashJobConfig("avatars", str(root), str(tmp_path / "o"), run_date="2026-01-01"))
     rows = read_partition(spark, tmp_path / "o", "2026-01-01").set_index("account_id")
-    assert rows.status.to_dict() == {"dangling": "read_error", "q#?": "ok", "sp ace%20": "ok", "ünï": "ok"}
+    assert rows.status.to_dict() == {
+        "dangling": "read_error", "q#?": "ok", "sp ace%20": "ok", "ünï": "ok", "zero": "empty"
+    }
     assert rows.loc["ünï", "path"] == str(root / "ünï.png")
