@@ -1,0 +1,271 @@
+"""``make bench``: hashing cost against the machine's limit, measured side by side.
+
+Measures, in one run: the fp32 matrix-multiply rate and the model's FLOPs per
+image (the ceiling in images per second); the raw Keras model at several batch
+sizes in float32 and bfloat16 (and how many codes bfloat16 changes);
+``jobs/hash_all.py`` end to end on a few thousand distinct images with Spark
+start-up shown apart; pHash and PDQ on the same images; and a second run with
+``--previous`` (incremental). Writes ``docs/benchmarks.md`` and ``.json``.
+
+    python -m silse_spark.bench --output docs [--images 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from silse_spark.codes import twin_values_from_outputs
+from silse_spark.decode import decode_avatar
+from silse_spark.model import INPUT_SIZE, build_model, default_model_version, get_model_spec, verify_weights
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def model_flops(model: Any) -> int:
+    """Multiply-adds x 2 of one forward pass (convolutions and dense layers)."""
+    total = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D", "Dense"):
+            out = layer.output.shape
+            spatial = int(np.prod(out[1:-1])) if len(out) > 2 else 1
+            cin = int(layer.input.shape[-1])
+            cout = int(out[-1])
+            if kind == "Dense":
+                total += 2 * cin * cout
+            elif kind == "Conv2D":
+                k = int(np.prod(layer.kernel_size))
+                total += 2 * spatial * k * cin * cout
+            elif kind == "DepthwiseConv2D":
+                total += 2 * spatial * int(np.prod(layer.kernel_size)) * cin
+            else:
+                total += 2 * spatial * (int(np.prod(layer.kernel_size)) * cin + cin * cout)
+    return total
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """Sustained fp32 GEMM rate of this machine through TensorFlow (oneDNN)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    tf.linalg.matmul(a, b).numpy()
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.linalg.matmul(a, b).numpy()
+        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def raw_throughput(version: str, batch_sizes: list[int], seconds: float = 8.0) -> dict[str, Any]:
+    """Images/s of the bare Keras model in float32 and bfloat16, and code agreement."""
+    import keras
+
+    spec = get_model_spec(version)
+    path = verify_weights(spec)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (max(batch_sizes), INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32)
+    results: dict[str, Any] = {"version": version}
+    outputs = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        keras.mixed_precision.set_global_policy(policy)
+        model = build_model(spec.architecture)
+        model.load_weights(str(path))
+        rates = {}
+        for bs in batch_sizes:
+            batch = pixels[:bs]
+            model.predict_on_batch(batch)
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                model.predict_on_batch(batch)
+                n += bs
+            rates[bs] = n / (time.perf_counter() - start)
+        results[policy] = rates
+        outputs[policy] = np.asarray(model.predict_on_batch(pixels), dtype=np.float32)
+    keras.mixed_precision.set_global_policy("float32")
+    a = twin_values_from_outputs(outputs["float32"])[0]
+    b = twin_values_from_outputs(outputs["mixed_bfloat16"])[0]
+    results["bf16_identical_codes"] = float(np.mean([x == y for x, y in zip(a, b)]))
+    return results
+
+
+def make_images(folder: Path, count: int, sources: Path) -> list[Path]:
+    """``count`` distinct images: variations of the demo avatars (seeded)."""
+    from PIL import Image
+
+    from silse_spark.demo import list_images
+    from silse_spark.variations import FAMILIES, encode, vary
+
+    folder.mkdir(parents=True, exist_ok=True)
+    srcs = [Image.open(p).convert("RGB") for p in list_images(sources)]
+    rng = np.random.default_rng(1)
+    families = sorted(FAMILIES)
+    paths = []
+    for i in range(count):
+        img = vary(srcs[i % len(srcs)], families[int(rng.integers(len(families)))], rng)
+        path = folder / f"img{i:06d}.{'jpg' if i % 2 else 'png'}"
+        path.write_bytes(encode(img, "JPEG" if i % 2 else "PNG", 90))
+        paths.append(path)
+    return paths
+
+
+def classical_rates(paths: list[Path]) -> dict[str, float]:
+    """Images/s of pHash and PDQ (file read + decode + hash), one process."""
+    import imagehash
+    import pdqhash
+    from PIL import Image
+
+    rates = {}
+    start = time.perf_counter()
+    for p in paths:
+        with Image.open(p) as img:
+            imagehash.phash(img)
+    rates["phash"] = len(paths) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for p in paths:
+        with Image.open(p) as img:
+            pdqhash.compute(np.asarray(img.convert("RGB")))
+    rates["pdq"] = len(paths) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for p in paths:
+        decode_avatar(p.read_bytes())
+    rates["silse_decode_only"] = len(paths) / (time.perf_counter() - start)
+    return rates
+
+
+def spark_run(args: list[str]) -> tuple[float, str]:
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "spark-submit"), "--conf", "spark.ui.showConsoleProgress=false",
+         str(REPO / "jobs" / "hash_all.py"), *args],
+        capture_output=True, text=True, env=env, cwd=REPO, check=False,
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"hash_all.py failed:\n{proc.stderr[-3000:]}")
+    return wall, proc.stdout
+
+
+def _job_seconds(stdout: str) -> float:
+    for line in stdout.splitlines():
+        if line.startswith("wall time"):
+            return float(line.split()[2])
+    return float("nan")
+
+
+def run(output: Path, count: int, work: Path, sources: Path) -> dict[str, Any]:
+    version = default_model_version()
+    spec = get_model_spec(version)
+    flops = model_flops(build_model(spec.architecture))
+    gflops = matmul_gflops()
+    raw = raw_throughput(version, [16, 64, 256])
+    best_raw = max(raw["float32"].values())
+    if work.exists():
+        shutil.rmtree(work)
+    paths = make_images(work / "images", count, sources)
+    classical = classical_rates(paths)
+    out = work / "hashes"
+    wall1, stdout1 = spark_run(["--avatars", str(work / "images"), "--output", str(out), "--run-date", "2026-01-01"])
+    wall2, stdout2 = spark_run(["--avatars", str(work / "images"), "--output", str(out), "--run-date", "2026-01-02",
+                                "--previous", str(out)])
+    job1, job2 = _job_seconds(stdout1), _job_seconds(stdout2)
+    ceiling = gflops * 1e9 / flops
+    result = {
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
+        "model_version": version,
+        "architecture": spec.architecture,
+        "model_gflop_per_image": flops / 1e9,
+        "matmul_fp32_gflops": gflops,
+        "ceiling_images_per_s": ceiling,
+        "raw_model": raw,
+        "raw_fp32_fraction_of_ceiling": best_raw / ceiling,
+        "bf16_speedup": max(raw["mixed_bfloat16"].values()) / best_raw,
+        "images": count,
+        "spark_first_run": {"wall_s": wall1, "job_s": job1, "startup_s": wall1 - job1,
+                            "images_per_s_job": count / job1, "fraction_of_raw": count / job1 / best_raw},
+        "spark_incremental_run": {"wall_s": wall2, "job_s": job2, "fraction_of_first_job": job2 / job1},
+        "classical_images_per_s": classical,
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "benchmarks.json").write_text(json.dumps(result, indent=2))
+    (output / "benchmarks.md").write_text(render(result, count))
+    return result
+
+
+def render(r: dict[str, Any], count: int) -> str:
+    raw = r["raw_model"]
+    rows = "\n".join(
+        f"| {bs} | {raw['float32'][bs]:.1f} | {raw['mixed_bfloat16'][bs]:.1f} |" for bs in raw["float32"]
+    )
+    s1, s2 = r["spark_first_run"], r["spark_incremental_run"]
+    c = r["classical_images_per_s"]
+    return f"""# Benchmarks
+
+Produced by `make bench` (`python -m silse_spark.bench --output docs --images {count}`) on
+{r['machine']['cpu_count']} CPU cores ({r['machine']['platform']}), no GPU. All numbers below come from that one run.
+
+## Ceiling
+
+| quantity | value |
+|---|---|
+| model | {r['model_version']} ({r['architecture']}) |
+| FLOPs per image (2 x multiply-adds) | {r['model_gflop_per_image']:.2f} GFLOP |
+| fp32 matrix multiply (TensorFlow/oneDNN, 2048²) | {r['matmul_fp32_gflops']:.0f} GFLOP/s |
+| ceiling | {r['ceiling_images_per_s']:.1f} images/s |
+
+## Raw Keras model (images/s)
+
+| batch | float32 | bfloat16 |
+|---|---|---|
+{rows}
+
+Best float32 = {r['raw_fp32_fraction_of_ceiling']:.2f} of the ceiling; bfloat16 speed-up {r['bf16_speedup']:.2f}x with
+{raw['bf16_identical_codes']:.3f} of codes identical to float32 (float32 stays the default).
+
+## `jobs/hash_all.py` end to end ({count} distinct images, `local[2]`)
+
+| run | wall (s) | Spark start-up + shutdown (s) | job (s) | images/s (job) | vs raw model |
+|---|---|---|---|---|---|
+| first | {s1['wall_s']:.1f} | {s1['startup_s']:.1f} | {s1['job_s']:.1f} | {s1['images_per_s_job']:.1f} | {s1['fraction_of_raw']:.2f} |
+| `--previous` (incremental) | {s2['wall_s']:.1f} | {s2['wall_s'] - s2['job_s']:.1f} | {s2['job_s']:.1f} | – | {s2['fraction_of_first_job']:.2f} of first job |
+
+## Cheap alternatives on the same images (one process, read + decode + hash)
+
+| method | images/s |
+|---|---|
+| pHash (imagehash) | {c['phash']:.0f} |
+| PDQ (pdqhash) | {c['pdq']:.0f} |
+| silse decode only (no model) | {c['silse_decode_only']:.0f} |
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output", type=Path, default=Path("docs"))
+    parser.add_argument("--images", type=int, default=3000)
+    parser.add_argument("--work", type=Path, default=Path("work/bench"))
+    parser.add_argument("--sources", type=Path, default=REPO.parent / "shared" / "data" / "demo_avatars")
+    args = parser.parse_args(argv)
+    result = run(args.output, args.images, args.work, args.sources)
+    print((args.output / "benchmarks.md").read_text())
+    return 0 if result else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
