@@ -18,6 +18,7 @@ import logging
 import sys
 
 from silse_spark.config import HashJobConfig, today_utc
+from silse_spark.decode import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
 from silse_spark.hash_job import check_model, run_hash_job
 from silse_spark.model import ModelIntegrityError, UnknownModelError
 
@@ -38,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="registered model version (default: the shipped default)")
     parser.add_argument("--previous", default=None, metavar="DIR",
                         help="earlier output whose codes are reused for unchanged images")
+    parser.add_argument("--allowed-formats", default=",".join(sorted(DEFAULT_ALLOWED_FORMATS)), metavar="LIST",
+                        help="comma-separated image formats to decode, as Pillow detects them from the content "
+                        "(default: %(default)s); others get status unsupported_format")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                        help="largest width x height decoded (default: %(default)s); larger images get too_large")
     return parser.parse_args(argv)
 
 
@@ -48,8 +54,9 @@ def config_from_args(args: argparse.Namespace) -> HashJobConfig:
         kind, path = "manifest", args.manifest
     else:
         kind, path = "avatar_table", args.avatar_table
-    return HashJobConfig(kind, path, args.output, run_date=args.run_date,
-                         model_version=args.model, previous=args.previous)
+    formats = frozenset(f.strip().upper() for f in args.allowed_formats.split(",") if f.strip())
+    return HashJobConfig(kind, path, args.output, run_date=args.run_date, model_version=args.model,
+                         previous=args.previous, allowed_formats=formats, max_pixels=args.max_pixels)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,3 +70,11 @@ class HashJobConfig:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
         if not self.allowed_formats:
             raise ConfigError("allowed_formats is empty; allow at least one image format, e.g. PNG")
+        from PIL import Image
+
+        Image.init()
+        unknown = sorted(set(self.allowed_formats) - set(Image.OPEN))
+        if unknown:
+            raise ConfigError(
+                f"unknown image format(s) {unknown} in allowed formats; Pillow can open {sorted(Image.OPEN)}"
+            )

@@ -93,6 +93,22 @@ def _clean_message(exc: BaseException) -> str:
     return _ADDRESS.sub("", f"{type(exc).__name__}: {exc}")[:500]
 
 
+def sniff_format(prefix: bytes) -> str | None:
+    """The image format whose signature ``prefix`` carries, by Pillow's prefix checks only.
+
+    No parser runs: this only names what a disallowed file claims to be.
+    """
+    Image.init()
+    for fmt in Image.ID:
+        accept = Image.OPEN[fmt][1]
+        try:
+            if accept is not None and accept(prefix):
+                return fmt
+        except Exception:  # noqa: BLE001 - a prefix check that trips is simply no match
+            continue
+    return None
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode -> RGB, alpha composited on white."""
     mode = img.mode
@@ -141,15 +157,10 @@ def decode_avatar(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(bytes(data)), formats=None) as img:
+            # Only the allowed formats' parsers ever see the bytes (formats=...).
+            with Image.open(io.BytesIO(bytes(data)), formats=sorted(allowed_formats)) as img:
                 fmt = img.format or "unknown"
                 width, height = img.size
-                if fmt not in allowed_formats:
-                    return DecodedAvatar(
-                        STATUS_UNSUPPORTED,
-                        f"detected format {fmt} is not allowed; allowed: {sorted(allowed_formats)}",
-                        width=width, height=height, format=fmt,
-                    )
                 if width * height > max_pixels or width < 1 or height < 1:
                     return DecodedAvatar(
                         STATUS_TOO_LARGE,
@@ -175,9 +186,16 @@ def decode_avatar(
     except MemoryError:
         return DecodedAvatar(STATUS_TOO_LARGE, "ran out of memory while decoding")
     except UnidentifiedImageError:
+        sniffed = sniff_format(bytes(data[:64]))
+        if sniffed is not None and sniffed not in allowed_formats:
+            return DecodedAvatar(
+                STATUS_UNSUPPORTED,
+                f"detected format {sniffed} is not allowed; allowed: {sorted(allowed_formats)}",
+                format=sniffed,
+            )
         return DecodedAvatar(
             STATUS_DECODE_ERROR,
-            "not a recognised image: the content matches no known image format signature",
+            "not a recognised image: the content matches no allowed image format signature",
         )
     except Exception as exc:  # any Pillow/codec failure is a bad record, not a crash
         return DecodedAvatar(STATUS_DECODE_ERROR, _clean_message(exc))

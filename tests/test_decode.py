@@ -97,3 +97,14 @@ def test_error_messages_are_reproducible() -> None:
 def test_unreadable_file_is_a_read_error(tmp_path: Path) -> None:
     result = decode_file(str(tmp_path / "missing.png"))
     assert result.status == "read_error" and "missing.png" in (result.error or "")
+
+
+def test_disallowed_parsers_never_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import TiffImagePlugin
+
+    def explode(self: object) -> None:
+        raise AssertionError("the TIFF parser ran on a disallowed file")
+
+    monkeypatch.setattr(TiffImagePlugin.TiffImageFile, "_open", explode)
+    result = decode("tiff_image.tif")
+    assert result.status == STATUS_UNSUPPORTED and result.format == "TIFF"
