@@ -3,6 +3,8 @@
     silse hash IMAGE...                 print each path with its twin value
     silse compare A B [--radius R]      both codes, their Hamming distance and the verdict
     silse match IMAGE --hashes DIR      accounts whose code is within --radius (default 2)
+    silse gallery --clusters DIR --hashes DIR --output report.html
+                                        a self-contained HTML page of the largest clusters
 
 Exit codes: 0 done, 1 a file could not be hashed, 2 bad usage or configuration.
 """
@@ -109,6 +111,17 @@ def _cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gallery(args: argparse.Namespace) -> int:
+    from silse_spark.gallery import GalleryError, write_gallery
+
+    try:
+        shown = write_gallery(Path(args.clusters), Path(args.hashes), Path(args.output), args.top)
+    except GalleryError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"wrote {shown} clusters to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="silse", description="Hash avatars into twin values and look them up.")
     parser.add_argument("--model", default=None, help="registered model version (default: the shipped default)")
@@ -126,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hashes", required=True, help="output directory of jobs/hash_all.py")
     p.add_argument("--radius", type=int, default=DEFAULT_RADIUS)
     p.set_defaults(func=_cmd_match)
+    p = sub.add_parser("gallery", help="write a self-contained HTML page of the largest clusters")
+    p.add_argument("--clusters", required=True, help="clusters output directory of jobs/detect_clusters.py")
+    p.add_argument("--hashes", required=True, help="output directory of jobs/hash_all.py")
+    p.add_argument("--output", required=True, help="HTML file to write")
+    p.add_argument("--top", type=int, default=50, help="how many of the largest clusters to show")
+    p.set_defaults(func=_cmd_gallery)
     return parser
 
 

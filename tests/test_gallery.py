@@ -1,0 +1,70 @@
+"""The HTML cluster gallery, rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from silse_spark import cli
+from silse_spark.gallery import GalleryError, write_gallery
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture()
+def outputs(tmp_path: Path, demo_avatar_paths: list[Path]) -> tuple[Path, Path]:
+    """Two clusters (3 and 2 accounts) and their hashes, as the jobs write them."""
+    accounts = [("a1", 0, "aaaaaaaaaaaa"), ("a2", 0, "aaaaaaaaaaab"), ("a3", 0, "aaaaaaaaaaaa"),
+                ("b1", 1, "bbbbbbbbbbbb"), ("b2", 1, "bbbbbbbbbbbb")]
+    clusters = pd.DataFrame({
+        "cluster_id": [f"c{c}" for _, c, _ in accounts],
+        "account_id": [a for a, _, _ in accounts],
+        "twin_value": [v for _, _, v in accounts],
+        "method": ["exact", "radius", "exact", "exact", "exact"],
+        "cluster_size": [3, 3, 3, 2, 2],
+    })
+    hashes = pd.DataFrame({
+        "account_id": [a for a, _, _ in accounts],
+        "path": [str(demo_avatar_paths[i]) for i in range(4)] + [str(tmp_path / "gone.png")],
+    })
+    for name, frame in (("clusters", clusters), ("hashes", hashes)):
+        part = tmp_path / name / "run_date=2026-01-01"
+        part.mkdir(parents=True)
+        frame.to_parquet(part / "part-0.parquet")
+    return tmp_path / "clusters", tmp_path / "hashes"
+
+
+def test_gallery_page_is_self_contained_and_loads_in_chromium(outputs: tuple[Path, Path], tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    assert cli.main(["gallery", "--clusters", str(outputs[0]), "--hashes", str(outputs[1]),
+                     "--output", str(page)]) == 0
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text  # usable offline
+    assert text.count('<tr class="cluster"') == 2 and text.count("data:image/png;base64,") == 4
+    assert "no image" in text  # the unreadable member is shown, not dropped
+    assert "d=1" in text  # aaaaaaaaaaab is one bit from the cluster's common code
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert len(re.findall(r'<tr class="cluster"', dom)) == 2
+    assert len(re.findall(r'<img alt="[^"]+" src="data:image/png', dom)) == 4
+    shot = tmp_path / "gallery.png"
+    subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--screenshot={shot}", "--window-size=1200,800", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 5000
+
+
+def test_gallery_errors_name_the_problem(tmp_path: Path, outputs: tuple[Path, Path]) -> None:
+    with pytest.raises(GalleryError, match="not a directory"):
+        write_gallery(tmp_path / "nope", outputs[1], tmp_path / "r.html")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GalleryError, match="no run_date"):
+        write_gallery(tmp_path / "empty", outputs[1], tmp_path / "r.html")
