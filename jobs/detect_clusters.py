@@ -1,0 +1,96 @@
+"""spark-submit jobs/detect_clusters.py: group accounts that reuse an altered copy of one avatar.
+
+Usage::
+
+    spark-submit jobs/detect_clusters.py --hashes DIR --output DIR [--run-date YYYY-MM-DD]
+        [--prefix-length K] [--radius R] [--min-accounts N] [--allowlist FILE]
+        [--low-info-bits B] [--database NAME | --no-register]
+
+Reads one run_date of jobs/hash_all.py's output (the latest unless --run-date),
+writes OUTPUT/clusters and OUTPUT/cluster_summary partitioned by run_date
+(rerunning a date replaces it) and registers hashes, clusters and
+cluster_summary in the metastore database (default silse). How it works:
+docs/clusters.md.
+
+Exit codes: 0 done, 2 bad configuration (message on stderr says what to fix),
+1 unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from silse_spark.clusters import (
+    DEFAULT_LOW_INFO_BITS,
+    DEFAULT_MIN_ACCOUNTS,
+    DEFAULT_PREFIX_LENGTH,
+    DEFAULT_RADIUS,
+    ClusterJobConfig,
+    read_allowlist,
+    run_cluster_job,
+)
+from silse_spark.config import ConfigError
+
+log = logging.getLogger("silse.detect_clusters")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="detect_clusters.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--hashes", required=True, metavar="DIR", help="output directory of jobs/hash_all.py")
+    parser.add_argument("--output", required=True, metavar="DIR",
+                        help="directory for clusters/ and cluster_summary/ (Parquet, partitioned by run_date)")
+    parser.add_argument("--run-date", default=None, metavar="YYYY-MM-DD",
+                        help="hashes partition to cluster (default: the latest)")
+    parser.add_argument("--prefix-length", type=int, default=DEFAULT_PREFIX_LENGTH, metavar="K",
+                        help="hex characters shared for a prefix link, 0 = off (default: %(default)s)")
+    parser.add_argument("--radius", type=int, default=DEFAULT_RADIUS, metavar="R",
+                        help="largest Hamming distance for a radius link, 0..2, 0 = off (default: %(default)s)")
+    parser.add_argument("--min-accounts", type=int, default=DEFAULT_MIN_ACCOUNTS, metavar="N",
+                        help="smallest cluster kept (default: %(default)s)")
+    parser.add_argument("--allowlist", default=None, metavar="FILE",
+                        help="text file of twin values (one a line, # comments) that never form a cluster")
+    parser.add_argument("--low-info-bits", type=int, default=DEFAULT_LOW_INFO_BITS, metavar="B",
+                        help="codes with <= B ones or <= B zeros link only by exact, -1 = off (default: %(default)s)")
+    catalog = parser.add_mutually_exclusive_group()
+    catalog.add_argument("--database", default="silse", metavar="NAME",
+                         help="metastore database for the tables (default: %(default)s)")
+    catalog.add_argument("--no-register", action="store_true", help="do not register tables in the metastore")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> ClusterJobConfig:
+    allowlist = read_allowlist(args.allowlist) if args.allowlist else frozenset()
+    return ClusterJobConfig(
+        hashes=args.hashes, output=args.output, run_date=args.run_date, prefix_length=args.prefix_length,
+        radius=args.radius, min_accounts=args.min_accounts, allowlist=allowlist,
+        low_info_bits=args.low_info_bits, database=None if args.no_register else args.database,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        config = config_from_args(args)  # fail fast, before Spark starts
+    except ConfigError as exc:
+        print(f"detect_clusters.py: error: {exc}", file=sys.stderr)
+        return 2
+
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.appName("silse-detect-clusters").getOrCreate()
+    try:
+        summary = run_cluster_job(spark, config)
+    except ConfigError as exc:
+        print(f"detect_clusters.py: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        spark.stop()
+    print(summary.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
