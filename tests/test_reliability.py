@@ -34,7 +34,8 @@ class ThresholdHasher:
 
 
 def test_attack_counts_queries_until_the_code_changes() -> None:
-    near = np.full((108, 108, 3), 127, dtype=np.uint8)  # right at the threshold: noise flips it fast
+    near = np.full((108, 108, 3), 127, dtype=np.uint8)
+    near[54:] = 128  # mean exactly 127.5, right at the threshold: noise flips it within a few queries
     far = np.zeros((108, 108, 3), dtype=np.uint8)  # eps=2 can never reach the threshold
     queries = attack(ThresholdHasher(), [near, far], eps=2.0, max_queries=60)
     assert queries[0] is not None and queries[0] <= 60
