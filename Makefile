@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: venv run demo hash clusters test lint data train eval bench bench-clusters clean
+.PHONY: venv run demo hash clusters test lint data train eval bench bench-clusters package clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,10 +49,13 @@ lint: venv
 	$(VENV)/bin/bandit -q -r silse_spark
 
 data: venv
-	$(PY) -m silse_spark.training.data --output $(WORK)/training
+	# Installs the Debian/npm image packages if missing (apt-get, npm), then builds the corpus.
+	$(PY) -m silse_spark.training.data --output $(WORK)/training --install --npm-dir $(WORK)/npm
 
 train: venv
-	$(PY) -m silse_spark.training.train --config $(CONFIG) --data $(WORK)/training
+	# MINUTES=30 by default; add RESUME=1 to continue from work/checkpoints/$(CONFIG).
+	$(PY) -m silse_spark.training.train --config $(CONFIG) --data $(WORK)/training \
+		--checkpoints $(WORK)/checkpoints --minutes $(or $(MINUTES),30) $(if $(RESUME),--resume)
 
 eval: venv
 	$(PY) -m silse_spark.evaluation --output docs
@@ -62,6 +65,17 @@ bench: venv
 
 bench-clusters: venv
 	$(PY) jobs/bench_clusters.py --output docs
+
+# Wheel (model weights inside) and a relocatable environment for executors (venv-pack),
+# for spark-submit --archives dist/silse-env.tar.gz#environment (see docs/deploy.md).
+package: venv
+	rm -rf dist build/env
+	$(PY) -m pip wheel -q --no-deps -w dist .
+	$(PYTHON) -m venv --copies build/env
+	build/env/bin/pip install -q --upgrade pip
+	build/env/bin/pip install -q -c constraints.txt dist/silse_spark-*.whl venv-pack
+	build/env/bin/venv-pack -q -p build/env -o dist/silse-env.tar.gz
+	ls -la dist
 
 clean:
 	rm -rf $(WORK) spark-warehouse metastore_db derby.log
