@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: venv run demo hash clusters test lint data train eval bench bench-clusters package clean
+.PHONY: test-cluster venv run demo hash clusters test lint data train eval bench bench-clusters package clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,11 +37,19 @@ hash: demo
 	$(SPARK_SUBMIT) jobs/hash_all.py --manifest $(DEMO)/manifest.csv \
 		--output $(WORK)/output/hashes --run-date $(RUN_DATE)
 
-run: hash
+clusters: hash
+	$(SPARK_SUBMIT) jobs/detect_clusters.py --hashes $(WORK)/output/hashes --output $(WORK)/output \
+		--run-date $(RUN_DATE)
+
+run: clusters
 
 test: venv
 	$(PY) -m pytest -q tests
 	$(VENV)/bin/bandit -q -r silse_spark
+
+# Multi-process check with the packed environment on a loopback standalone cluster (slow: ~5 min).
+test-cluster: package
+	$(PY) -m pytest -q tests/test_cluster_archive.py tests/test_standalone.py
 
 lint: venv
 	$(VENV)/bin/ruff check silse_spark jobs tests
