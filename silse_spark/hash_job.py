@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 from silse_spark.config import ConfigError, HashJobConfig
 from silse_spark.hashing import OUTPUT_COLUMNS, hash_accounts
 from silse_spark.model import get_model_spec, verify_weights
-from silse_spark.sources import read_accounts
+from silse_spark.sources import hadoop_path, read_accounts
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,7 @@ class HashJobSummary:
 
 
 def _partition_dates(spark: SparkSession, directory: str) -> list[str]:
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
-    path = jvm.org.apache.hadoop.fs.Path(directory)
-    fs = path.getFileSystem(conf)
+    fs, path = hadoop_path(spark, directory)
     if not fs.exists(path):
         return []
     dates = []

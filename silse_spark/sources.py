@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import tempfile
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -84,11 +85,17 @@ def _attach_content(listing: DataFrame, content: DataFrame) -> DataFrame:
     )
 
 
-def _hadoop_exists(spark: SparkSession, path: str) -> bool:
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+def hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    """``(FileSystem, Path)`` of the JVM's Hadoop client for ``path`` (any scheme Spark can read)."""
+    jvm: Any = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
     hpath = jvm.org.apache.hadoop.fs.Path(path)
-    return bool(hpath.getFileSystem(conf).exists(hpath))
+    return hpath.getFileSystem(conf), hpath
+
+
+def _hadoop_exists(spark: SparkSession, path: str) -> bool:
+    fs, hpath = hadoop_path(spark, path)
+    return bool(fs.exists(hpath))
 
 
 def _is_local(path: str) -> bool:
