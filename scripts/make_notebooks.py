@@ -106,23 +106,19 @@ EVALUATE = [
         "import matplotlib.pyplot as plt\n"
         "PATH = os.environ.get('SILSE_EVALUATION', '../docs/evaluation.json')\n"
         "report = json.load(open(PATH))\n"
-        "print(sorted(report.keys()))"
+        "print('hashers:', ', '.join(report['results']))"
     ),
     new_code_cell(
         "def per_family(report, metric):\n"
-        "    hashers = report['hashers'] if 'hashers' in report else report\n"
-        "    rows = {}\n"
-        "    for hasher, fams in hashers.items():\n"
-        "        if not isinstance(fams, dict):\n"
-        "            continue\n"
-        "        fam = fams.get('families', fams)\n"
-        "        rows[hasher] = {f: v.get(metric) for f, v in fam.items() if isinstance(v, dict) and metric in v}\n"
-        "    return pd.DataFrame(rows).T\n"
-        "exact = per_family(report, 'exact_recall')\n"
+        "    # evaluation.json: results[hasher][family][metric]\n"
+        "    return pd.DataFrame({h: {f: m.get(metric) for f, m in fams.items()}\n"
+        "                         for h, fams in report['results'].items()}).T\n"
+        "exact = per_family(report, 'recall_r0')\n"
+        "print('exact-code recall by hasher and family')\n"
         "exact.round(3)"
     ),
     new_code_cell(
-        "ax = exact.T.plot.bar(figsize=(11, 3.5), width=0.85)\n"
+        "ax = exact.drop(columns=['seed', 'extra', 'all'], errors='ignore').T.plot.bar(figsize=(11, 3.5), width=0.85)\n"
         "ax.set_ylabel('exact-code recall'); ax.legend(fontsize=7, ncol=4); plt.tight_layout(); plt.show()"
     ),
 ]
