@@ -1,0 +1,1 @@
+"""Training of silse hashing models: corpus builder, losses, configurations, trainer."""

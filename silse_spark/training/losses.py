@@ -1,0 +1,239 @@
+"""Training objectives for silse models, written with ``keras.ops`` (any Keras 3 backend).
+
+All functions take model outputs in (0, 1) (the 48 sigmoid outputs, the same
+numbers :mod:`silse_spark.codes` thresholds at 0.5) and return a scalar.
+
+``seed_pair_loss``
+    The design's loss (``silse-design.md``): with ``L_mae`` the mean absolute
+    error between two output vectors,
+    ``L = s * (1 - log L_mae) + (s - 1) * (-L_mae)``; ``s = 0`` for an image and
+    its altered copy (the loss is ``L_mae``, pulled to 0), ``s = 1`` for two
+    different images (the loss is ``1 - log L_mae``, pushing them apart).
+
+The silse-v1 terms work on the signed outputs ``u = 2 * w - 1`` in (-1, 1)
+(``tanh`` of half the logit), whose signs are the code bits:
+
+``positive_margin_loss``
+    Per bit ``relu(margin - u_a * u_b)``: a copy must agree with its original
+    in the sign of every bit, with a margin, which is what an exact code needs.
+``negative_similarity_loss``
+    All in-batch pairs of distinct images: their mean bit agreement
+    ``u_i . u_j / 48`` is pushed below ``margin``, with extra weight on the
+    hardest negative of each row.
+``balance_loss``
+    Each bit should be 1 for half the images: squared batch mean of ``u``.
+``decorrelation_loss``
+    Bits should be uncorrelated: squared off-diagonal batch correlations.
+``quantisation_loss``
+    Outputs should sit at 0 or 1, far from the 0.5 threshold: ``(|u| - 1)^2``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import keras
+from keras import ops
+
+log = logging.getLogger(__name__)
+
+EPSILON = 1e-6
+"""Floor of ``L_mae`` inside the logarithm, so identical outputs give a finite loss."""
+
+Tensor = Any
+
+
+def mean_absolute_error(out_a: Tensor, out_b: Tensor) -> Tensor:
+    """Per-pair mean absolute error over the last axis, shape ``(batch,)``."""
+    return ops.mean(ops.abs(out_a - out_b), axis=-1)
+
+
+def seed_pair_loss(out_a: Tensor, out_b: Tensor, s: Tensor) -> Tensor:
+    """The design's pair loss, averaged over the batch.
+
+    Parameters
+    ----------
+    out_a, out_b
+        Outputs ``(batch, 48)`` of the two images of each pair.
+    s
+        ``(batch,)``: 0 where the pair is an image and its altered copy,
+        1 where the images are different.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.full((1, 48), 0.2, "float32"); b = np.full((1, 48), 0.7, "float32")
+    >>> round(float(seed_pair_loss(a, b, np.zeros(1, "float32"))), 3)  # L_mae
+    0.5
+    >>> round(float(seed_pair_loss(a, b, np.ones(1, "float32"))), 3)   # 1 - log 0.5
+    1.693
+    """
+    s = ops.cast(ops.reshape(s, (-1,)), "float32")
+    mae = ops.maximum(mean_absolute_error(ops.cast(out_a, "float32"), ops.cast(out_b, "float32")), EPSILON)
+    return ops.mean(s * (1.0 - ops.log(mae)) + (s - 1.0) * (-mae))
+
+
+def seed_batch_loss(out_a: Tensor, out_b: Tensor) -> Tensor:
+    """Seed loss over a batch of (original, copy) rows: each row is a similar pair (s=0),
+    and each original with the next row's copy is a different pair (s=1).
+
+    Every forward pass thus serves ``batch`` similar and ``batch`` different pairs.
+    """
+    n = ops.shape(out_a)[0]
+    zeros = ops.zeros((n,), dtype="float32")
+    ones = ops.ones((n,), dtype="float32")
+    shifted = ops.roll(out_b, shift=1, axis=0)
+    return 0.5 * (seed_pair_loss(out_a, out_b, zeros) + seed_pair_loss(out_a, shifted, ones))
+
+
+def signed(outputs: Tensor) -> Tensor:
+    """Sigmoid outputs in (0, 1) -> signed outputs in (-1, 1); the sign is the bit."""
+    return 2.0 * ops.cast(outputs, "float32") - 1.0
+
+
+def positive_margin_loss(u_a: Tensor, u_b: Tensor, margin: float) -> Tensor:
+    """Mean over bits and pairs of ``relu(margin - u_a * u_b)`` (0 when every bit agrees firmly).
+
+    >>> import numpy as np
+    >>> u = np.ones((2, 48), "float32")
+    >>> float(positive_margin_loss(u, u, 0.5)), float(positive_margin_loss(u, -u, 0.5))
+    (0.0, 1.5)
+    """
+    return ops.mean(ops.relu(margin - u_a * u_b))
+
+
+def similarity_matrix(u_a: Tensor, u_b: Tensor) -> Tensor:
+    """Mean bit agreement ``u_a[i] . u_b[j] / bits`` for all pairs, in [-1, 1]."""
+    bits = ops.cast(ops.shape(u_a)[-1], "float32")
+    return ops.matmul(u_a, ops.transpose(u_b)) / bits
+
+
+def negative_similarity_loss(u_a: Tensor, u_b: Tensor, margin: float, hard_weight: float) -> Tensor:
+    """Push distinct images (all ``i != j`` pairs of the batch) below ``margin`` agreement.
+
+    ``mean(relu(sim - margin)^2)`` over all off-diagonal pairs plus
+    ``hard_weight`` times the mean over rows of the hardest (largest) one.
+
+    >>> import numpy as np
+    >>> u = np.array([[1.0] * 48, [-1.0] * 48], "float32")
+    >>> float(negative_similarity_loss(u, u, 0.0, 0.0))   # opposite codes: no loss
+    0.0
+    >>> float(negative_similarity_loss(u, u[[0, 0]], 0.0, 0.0))  # row 1 vs row 0 identical
+    0.5
+    """
+    sim = similarity_matrix(u_a, u_b)
+    n = ops.shape(sim)[0]
+    off = 1.0 - ops.eye(n, dtype="float32")
+    excess = ops.relu(sim - margin) * off
+    soft = ops.sum(excess * excess) / ops.maximum(ops.sum(off), 1.0)
+    hard = ops.mean(ops.max(excess, axis=1))
+    return soft + hard_weight * hard
+
+
+def balance_loss(u: Tensor) -> Tensor:
+    """Mean over bits of the squared batch mean of ``u`` (0 when every bit is half 1, half 0).
+
+    >>> import numpy as np
+    >>> float(balance_loss(np.array([[1.0] * 48, [-1.0] * 48], "float32")))
+    0.0
+    >>> float(balance_loss(np.ones((2, 48), "float32")))
+    1.0
+    """
+    return ops.mean(ops.square(ops.mean(u, axis=0)))
+
+
+def decorrelation_loss(u: Tensor) -> Tensor:
+    """Mean squared off-diagonal correlation between bits over the batch.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> col = rng.choice([-1.0, 1.0], size=(256, 1)).astype("float32")
+    >>> round(float(decorrelation_loss(np.repeat(col, 48, axis=1))), 2)  # all bits equal
+    1.0
+    """
+    centred = u - ops.mean(u, axis=0, keepdims=True)
+    std = ops.sqrt(ops.mean(ops.square(centred), axis=0, keepdims=True) + 1e-4)
+    z = centred / std
+    n = ops.cast(ops.shape(u)[0], "float32")
+    corr = ops.matmul(ops.transpose(z), z) / n
+    bits = ops.shape(u)[-1]
+    off = 1.0 - ops.eye(bits, dtype="float32")
+    return ops.sum(ops.square(corr) * off) / ops.sum(off)
+
+
+def quantisation_loss(u: Tensor) -> Tensor:
+    """Mean ``(|u| - 1)^2``: 0 when outputs are exactly 0 or 1, 1 when they sit at 0.5.
+
+    >>> import numpy as np
+    >>> float(quantisation_loss(np.zeros((1, 48), "float32")))
+    1.0
+    """
+    return ops.mean(ops.square(ops.abs(u) - 1.0))
+
+
+@keras.saving.register_keras_serializable(package="silse")
+class PairObjective(keras.losses.Loss):
+    """The training loss on ``y_pred = f(concat(a, b))``, shape ``(2 * batch, 48)``.
+
+    The first half of the rows are originals, the second half their altered
+    copies in the same order. ``y_true`` is ignored (the design trains "with
+    label purposely set to all zero"): original ``i`` and copy ``i`` are a
+    similar pair, original ``i`` and copy ``j != i`` different images. ``kind="seed"`` is the design's loss; ``kind="v1"`` the
+    weighted sum of the silse-v1 terms.
+    """
+
+    def __init__(
+        self,
+        kind: str = "seed",
+        pos_margin: float = 0.5,
+        neg_margin: float = 0.0,
+        hard_weight: float = 0.5,
+        pos_weight: float = 1.0,
+        neg_weight: float = 1.0,
+        balance_weight: float = 0.0,
+        decorrelation_weight: float = 0.0,
+        quantisation_weight: float = 0.0,
+        name: str = "silse_pair_objective",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, **kwargs)
+        if kind not in ("seed", "v1"):
+            raise ValueError(f"loss kind {kind!r} unknown; expected 'seed' or 'v1'")
+        self.kind = kind
+        self.pos_margin = pos_margin
+        self.neg_margin = neg_margin
+        self.hard_weight = hard_weight
+        self.pos_weight = pos_weight
+        self.neg_weight = neg_weight
+        self.balance_weight = balance_weight
+        self.decorrelation_weight = decorrelation_weight
+        self.quantisation_weight = quantisation_weight
+
+    def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
+        y_pred = ops.cast(y_pred, "float32")
+        half = ops.shape(y_pred)[0] // 2
+        out_a, out_b = y_pred[:half], y_pred[half:]
+        if self.kind == "seed":
+            return seed_batch_loss(out_a, out_b)
+        u_a, u_b = signed(out_a), signed(out_b)
+        both = ops.concatenate([u_a, u_b], axis=0)
+        loss = self.pos_weight * positive_margin_loss(u_a, u_b, self.pos_margin)
+        loss = loss + self.neg_weight * negative_similarity_loss(u_a, u_b, self.neg_margin, self.hard_weight)
+        if self.balance_weight:
+            loss = loss + self.balance_weight * balance_loss(both)
+        if self.decorrelation_weight:
+            loss = loss + self.decorrelation_weight * decorrelation_loss(both)
+        if self.quantisation_weight:
+            loss = loss + self.quantisation_weight * quantisation_loss(both)
+        return loss
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = super().get_config()
+        config.update(
+            kind=self.kind, pos_margin=self.pos_margin, neg_margin=self.neg_margin,
+            hard_weight=self.hard_weight, pos_weight=self.pos_weight, neg_weight=self.neg_weight,
+            balance_weight=self.balance_weight, decorrelation_weight=self.decorrelation_weight,
+            quantisation_weight=self.quantisation_weight,
+        )
+        return config

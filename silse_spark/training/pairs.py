@@ -1,0 +1,123 @@
+"""On-the-fly training batches: (original, altered copy) rows from the 128x128 corpus.
+
+Each batch row ``i`` holds an image (``a``) and an altered copy of the same
+image (``b``), both resized to the model's 108x108 input with the production
+resampling (bilinear). Variations run on the 128x128 canvas, before the
+resize, as they would on an uploaded file. Rows come from distinct corpus
+images, so row ``i``'s original and row ``j``'s copy are different images.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from silse_spark.decode import RESAMPLE
+from silse_spark.model import INPUT_SIZE
+from silse_spark.variations import FAMILIES, vary
+
+log = logging.getLogger(__name__)
+
+
+def to_input(img: Image.Image) -> np.ndarray:
+    """An RGB image of any size -> the model's uint8 ``(108, 108, 3)`` input, as decode does."""
+    return np.asarray(img.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), RESAMPLE), dtype=np.uint8)
+
+
+def altered(canvas: np.ndarray, families: Sequence[str], rng: np.random.Generator, chain: int = 1) -> np.ndarray:
+    """Apply ``chain`` random families (drawn from ``families``) to a canvas, return model input."""
+    img = Image.fromarray(canvas, "RGB")
+    for _ in range(chain):
+        img = vary(img, families[int(rng.integers(len(families)))], rng)
+    return to_input(img)
+
+
+class PairBatches:
+    """Endless batches ``(a, b)`` of uint8 ``(batch, 108, 108, 3)`` arrays.
+
+    Parameters
+    ----------
+    canvases
+        ``(n, 128, 128, 3)`` uint8 corpus (a memory map is fine).
+    families
+        Variation families for the copies (keys of ``variations.FAMILIES``).
+    batch_size
+        Rows per batch.
+    seed
+        Seed of the batch stream; the same seed gives the same batches.
+    anchor_alter_prob
+        Probability that the original is altered too (both sides of a pair
+        are copies); 0 for the design's clean-original pairs.
+    max_chain
+        Copies get 1..``max_chain`` stacked variations.
+    """
+
+    def __init__(
+        self,
+        canvases: np.ndarray,
+        families: Sequence[str],
+        batch_size: int,
+        seed: int,
+        anchor_alter_prob: float = 0.0,
+        max_chain: int = 1,
+    ) -> None:
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown variation families {unknown}; expected some of {sorted(FAMILIES)}")
+        if len(canvases) < batch_size:
+            raise ValueError(f"corpus has {len(canvases)} images, fewer than one batch of {batch_size}")
+        self.canvases = canvases
+        self.families = list(families)
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+        self.anchor_alter_prob = anchor_alter_prob
+        self.max_chain = max_chain
+
+    def batch(self) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.rng.choice(len(self.canvases), size=self.batch_size, replace=False)
+        a = np.empty((self.batch_size, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+        b = np.empty_like(a)
+        for row, i in enumerate(np.sort(idx)):
+            canvas = np.asarray(self.canvases[i])
+            if self.rng.random() < self.anchor_alter_prob:
+                a[row] = altered(canvas, self.families, self.rng)
+            else:
+                a[row] = to_input(Image.fromarray(canvas, "RGB"))
+            chain = int(self.rng.integers(1, self.max_chain + 1))
+            b[row] = altered(canvas, self.families, self.rng, chain)
+        order = self.rng.permutation(self.batch_size)
+        return a[order], b[order]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        while True:
+            yield self.batch()
+
+
+def prefetch(batches: PairBatches, depth: int = 4) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Produce batches on a background thread (PIL releases the GIL while resampling)."""
+    q: queue.Queue[tuple[np.ndarray, np.ndarray]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        for item in batches:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+
+    thread = threading.Thread(target=work, name="pair-batches", daemon=True)
+    thread.start()
+    try:
+        while True:
+            yield q.get()
+    finally:
+        stop.set()

@@ -1,0 +1,266 @@
+"""Training code: losses on known inputs, a real optimisation step, configs, corpus helpers, export."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from silse_spark.decode import decode_avatar
+from silse_spark.training import losses
+from silse_spark.training.data import (
+    Candidate,
+    hamming64,
+    is_near_blank,
+    process_bytes,
+    select,
+    split_for,
+)
+from silse_spark.training.train import (
+    CONFIGS,
+    TrainConfig,
+    TrainConfigError,
+    TrainState,
+    build_trainable,
+    get_config,
+    load_checkpoint,
+    permute_output_bits,
+    register_model,
+    save_checkpoint,
+    train_step,
+)
+from silse_spark.training.validate import effective_bits, false_match_rates
+from silse_spark.variations import encode
+
+
+def f32(x: object) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+# ---------------------------------------------------------------- losses
+
+
+def test_seed_loss_similar_pair_is_the_mae() -> None:
+    a, b = f32(np.full((2, 48), 0.2)), f32(np.full((2, 48), 0.7))
+    assert float(losses.seed_pair_loss(a, a, f32([0, 0]))) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.seed_pair_loss(a, b, f32([0, 0]))) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_seed_loss_different_pair_is_one_minus_log_mae() -> None:
+    a, b = f32(np.full((1, 48), 0.2)), f32(np.full((1, 48), 0.7))
+    assert float(losses.seed_pair_loss(a, b, f32([1]))) == pytest.approx(1 - np.log(0.5), rel=1e-5)
+    # Identical outputs for different images: large but finite (log of the epsilon floor).
+    same = float(losses.seed_pair_loss(a, a, f32([1])))
+    assert same == pytest.approx(1 - np.log(losses.EPSILON), rel=1e-4)
+    assert same > float(losses.seed_pair_loss(a, b, f32([1])))
+
+
+def test_seed_batch_loss_prefers_stable_and_distinct_codes() -> None:
+    rng = np.random.default_rng(0)
+    distinct = f32(rng.integers(0, 2, (8, 48)) * 0.98 + 0.01)
+    good = float(losses.seed_batch_loss(distinct, distinct))        # copies equal, rows differ
+    collapsed = f32(np.full((8, 48), 0.5))
+    bad = float(losses.seed_batch_loss(collapsed, collapsed))       # every image the same code
+    unstable = float(losses.seed_batch_loss(distinct, 1 - distinct))
+    assert good < unstable
+    assert good < bad
+
+
+def test_v1_terms_on_known_inputs() -> None:
+    ones = f32(np.ones((2, 48)))
+    assert float(losses.positive_margin_loss(ones, ones, 0.5)) == 0.0
+    assert float(losses.positive_margin_loss(ones, -ones, 0.5)) == pytest.approx(1.5)
+    opposite = f32([[1.0] * 48, [-1.0] * 48])
+    assert float(losses.negative_similarity_loss(opposite, opposite, 0.0, 1.0)) == 0.0
+    # Row 1's copy identical to row 0: that off-diagonal pair has similarity 1.
+    assert float(losses.negative_similarity_loss(opposite, opposite[[0, 0]], 0.0, 0.0)) == pytest.approx(0.5)
+    assert float(losses.balance_loss(opposite)) == 0.0
+    assert float(losses.balance_loss(ones)) == pytest.approx(1.0)
+    assert float(losses.quantisation_loss(ones)) == 0.0
+    assert float(losses.quantisation_loss(f32(np.zeros((1, 48))))) == pytest.approx(1.0)
+    rng = np.random.default_rng(1)
+    independent = f32(rng.choice([-1.0, 1.0], size=(512, 48)))
+    copied = f32(np.repeat(independent[:, :1], 48, axis=1))
+    assert float(losses.decorrelation_loss(independent)) < 0.01
+    assert float(losses.decorrelation_loss(copied)) > 0.95
+
+
+def test_pair_objective_splits_rows_into_originals_and_copies() -> None:
+    rng = np.random.default_rng(2)
+    codes = f32(rng.integers(0, 2, (6, 48)) * 0.9 + 0.05)
+    objective = losses.PairObjective(kind="v1", balance_weight=1.0, decorrelation_weight=1.0,
+                                     quantisation_weight=1.0)
+    stable = float(objective(np.zeros((12, 1)), np.concatenate([codes, codes])))
+    flipped = float(objective(np.zeros((12, 1)), np.concatenate([codes, 1 - codes])))
+    assert np.isfinite(stable) and stable < flipped
+    with pytest.raises(ValueError, match="loss kind"):
+        losses.PairObjective(kind="triplet")
+
+
+# ----------------------------------------------------------- training step
+
+
+def _tiny_config(**changes: object) -> TrainConfig:
+    base = dataclasses.replace(get_config("v1"), name="tiny", batch_size=4, mixed_bfloat16=False)
+    return dataclasses.replace(base, **changes)
+
+
+def _tiny_batch() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (4, 108, 108, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-10, 11, a.shape), 0, 255).astype(np.uint8)
+    return a, b
+
+
+def test_training_steps_reduce_the_loss_and_change_weights() -> None:
+    model = build_trainable(_tiny_config(learning_rate=1e-3))
+    a, b = _tiny_batch()
+    before = [np.array(w) for w in model.get_weights()]
+    first = train_step(model, a, b)
+    for _ in range(6):
+        last = train_step(model, a, b)
+    assert last < first
+    changed = [not np.allclose(x, y) for x, y in zip(before, model.get_weights(), strict=True)]
+    assert sum(changed) > len(changed) // 2
+
+
+def test_checkpoint_round_trip_and_export(tmp_path: Path) -> None:
+    config = _tiny_config()
+    model = build_trainable(config)
+    a, b = _tiny_batch()
+    train_step(model, a, b)
+    save_checkpoint(model, TrainState(step=1, pairs=8, seconds=1.0), config, tmp_path / "ck")
+    restored = build_trainable(config)
+    state = load_checkpoint(restored, tmp_path / "ck")
+    assert state.step == 1 and state.pairs == 8
+    for x, y in zip(model.get_weights(), restored.get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    # Export: weights file + registry entry whose digest matches the file.
+    model.save_weights(str(tmp_path / "m.weights.h5"))
+    registry = register_model("tiny-r1", "v1", "m.weights.h5", "test", make_default=False, models_dir=tmp_path)
+    assert registry["default"] == "tiny-r1"
+    stored = json.loads((tmp_path / "registry.json").read_text())
+    digest = hashlib.sha256((tmp_path / "m.weights.h5").read_bytes()).hexdigest()
+    assert stored["models"]["tiny-r1"]["sha256"] == digest
+
+
+def test_permute_output_bits_reorders_the_outputs() -> None:
+    model = build_trainable(_tiny_config())
+    x = _tiny_batch()[0].astype(np.float32)
+    before = np.asarray(model.predict_on_batch(x))
+    order = list(range(47, -1, -1))
+    permute_output_bits(model, order)
+    after = np.asarray(model.predict_on_batch(x))
+    np.testing.assert_allclose(after, before[:, order], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="permutation"):
+        permute_output_bits(model, [0] * 48)
+
+
+# ---------------------------------------------------------------- configs
+
+
+def test_named_configs_are_valid_and_seed_follows_the_design() -> None:
+    assert set(CONFIGS) >= {"seed", "v1"}
+    seed = get_config("seed")
+    assert (seed.architecture, seed.loss) == ("seed", "seed")
+    assert set(seed.families) == {"rotation", "shift_h", "shift_w", "channel_scale", "combined"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"architecture": "resnet"}, "architecture 'resnet'"),
+        ({"loss": "triplet"}, "loss 'triplet'"),
+        ({"families": ("rotation", "sepia")}, "sepia"),
+        ({"batch_size": 1}, "batch_size 1"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"balance_weight": -1.0}, "balance_weight"),
+        ({"anchor_alter_prob": 1.5}, "anchor_alter_prob"),
+    ],
+)
+def test_config_validation_says_what_is_wrong(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(TrainConfigError, match=message):
+        dataclasses.replace(get_config("seed"), **changes)
+
+
+def test_unknown_config_name_lists_the_known_ones() -> None:
+    with pytest.raises(TrainConfigError, match="expected one of"):
+        get_config("v9")
+
+
+# ----------------------------------------------------------- corpus helpers
+
+
+def _drawing(colour: str, box: tuple[int, int, int, int]) -> bytes:
+    img = Image.new("RGBA", (96, 96), (0, 0, 0, 0))
+    ImageDraw.Draw(img).ellipse(box, fill=colour)
+    return encode(img)
+
+
+def test_near_blank_detection() -> None:
+    assert is_near_blank(np.full((128, 128, 3), 255, np.uint8))
+    speck = np.full((128, 128, 3), 255, np.uint8)
+    speck[:3, :3] = 0
+    assert is_near_blank(speck)
+    drawn = Image.open(io.BytesIO(_drawing("red", (10, 10, 80, 80)))).convert("RGB")
+    assert not is_near_blank(np.asarray(drawn))
+
+
+def test_process_bytes_uses_the_production_decoder_identity() -> None:
+    data = _drawing("blue", (5, 20, 90, 70))
+    proc = process_bytes(data)
+    assert proc.status == "ok"
+    assert proc.canvas is not None and proc.canvas.shape == (128, 128, 3)
+    assert proc.canvas[0, 0].tolist() == [255, 255, 255]  # transparent corner on white
+    pixels = decode_avatar(data).pixels
+    assert pixels is not None
+    assert proc.pixel_sha256 == hashlib.sha256(pixels.tobytes()).hexdigest()
+    assert proc.file_sha256 == hashlib.sha256(data).hexdigest()
+    assert process_bytes(encode(Image.new("RGB", (64, 64), "white"))).status == "near_blank"
+    assert process_bytes(b"not an image").status == "decode_error"
+
+
+def test_select_drops_duplicates_blanks_and_demo_matches() -> None:
+    red = _drawing("red", (10, 10, 80, 80))
+    green = _drawing("green", (30, 5, 60, 90))
+    demo_like = _drawing("navy", (0, 40, 95, 60))
+    files = [red, red, green, encode(Image.new("RGB", (32, 32), "white")), demo_like]
+    processed = [process_bytes(f) for f in files]
+    cands = [Candidate(f"c{i}", "test", f"g{i}", Path(f"c{i}.png")) for i in range(len(files))]
+    demo = process_bytes(demo_like)
+    kept, reasons = select(cands, processed, {demo.pixel_sha256}, [demo.phash])
+    assert kept == [0, 2]
+    assert reasons == {"duplicate_content": 1, "near_blank": 1, "demo_pixel_match": 1}
+    # pHash radius: a demo hash one bit away from the candidate's also excludes it.
+    kept, reasons = select(cands[2:3], processed[2:3], set(), [processed[2].phash ^ 1])
+    assert kept == [] and reasons == {"demo_phash_match": 1}
+
+
+def test_hamming64_and_split_are_deterministic() -> None:
+    assert hamming64(np.array([0, 7], dtype=np.uint64), 0).tolist() == [0, 3]
+    splits = [split_for("dicebear", f"lorelei__{i}") for i in range(2000)]
+    assert splits == [split_for("dicebear", f"lorelei__{i}") for i in range(2000)]
+    assert 0.03 < splits.count("val") / len(splits) < 0.09
+
+
+# ------------------------------------------------------------- validation
+
+
+def test_validation_metrics_on_known_codes() -> None:
+    rng = np.random.default_rng(4)
+    assert effective_bits(rng.integers(0, 2, (4000, 48))) > 45
+    assert effective_bits(np.repeat(rng.integers(0, 2, (100, 1)), 48, axis=1)) == pytest.approx(1.0)
+    bits = np.zeros((4, 48), np.uint8)
+    bits[2, 0] = 1
+    bits[3, :10] = 1
+    rates = false_match_rates(bits)
+    assert rates["pairs"] == 6
+    assert rates["false_match_rate_exact"] == pytest.approx(1 / 6)       # rows 0 and 1
+    assert rates["false_match_rate_within_2"] == pytest.approx(3 / 6)    # + (0,2), (1,2)
+    assert rates["distinct_codes"] == 3
