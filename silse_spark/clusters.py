@@ -270,8 +270,9 @@ def radius_pairs(codes: DataFrame, radius: int) -> DataFrame:
     a pair at distance 2 differs in bits i and j, so ``a ^ 2**i == b ^ 2**j``:
     the two expansions meet on a common neighbour (expansion self-joined on the
     neighbour). Every candidate is verified with ``bit_count(a ^ b)``, and each
-    pair is returned once with ``a < b``. Rows: 48 per distinct code, so the
-    cost is linear in the number of distinct codes.
+    pair is returned once with ``a < b``. Rows: 48 (radius 1) or 49 (radius 2)
+    per distinct code in one shuffle, so the cost is linear in the number of
+    distinct codes; nothing compares all pairs.
 
     Returns
     -------
@@ -288,18 +289,24 @@ def radius_pairs(codes: DataFrame, radius: int) -> DataFrame:
         raise ValueError(f"radius must be 1 or 2 for a radius join, got {radius}")
     distinct = codes.select("bits").distinct()
     expanded = one_bit_neighbours(distinct)
-    # Distance 1: a neighbour of a is b itself.
-    pairs = expanded.join(distinct.select(F.col("bits").alias("key")), "key").select(
-        F.least("bits", "key").alias("a"), F.greatest("bits", "key").alias("b")
-    )
-    if radius == 2:
-        left = expanded.select("key", F.col("bits").alias("a"))
-        right = expanded.select("key", F.col("bits").alias("b"))
-        pairs = pairs.unionByName(left.join(right, "key").where(F.col("a") < F.col("b")).select("a", "b"))
+    # Join hints: AQE sees the small pre-explode size and would otherwise broadcast 48 rows per code.
+    if radius == 1:
+        # A neighbour of a is b itself.
+        targets = distinct.select(F.col("bits").alias("key"), F.col("bits").alias("other"))
+        joined = expanded.join(targets.hint("shuffle_hash"), "key")
+    else:
+        # With each code also keyed by itself, keys shared by two codes give both distances: a code
+        # meets a neighbour of b (distance 1), or two neighbours meet (a ^ 2**i == b ^ 2**j,
+        # distance 2). One hash aggregation (one shuffle of 49 small rows per code, no sort) finds
+        # the shared keys; the few rows on them are then self-joined.
+        keyed = expanded.unionByName(distinct.select("bits", F.col("bits").alias("key")))
+        shared = keyed.groupBy("key").count().where(F.col("count") > 1).select("key")
+        meeting = keyed.join(shared, "key", "left_semi")
+        joined = meeting.join(meeting.select("key", F.col("bits").alias("other")), "key")
+    pairs = joined.where(F.col("bits") < F.col("other")).select(F.col("bits").alias("a"), F.col("other").alias("b"))
     distance = F.bit_count(F.col("a").bitwiseXOR(F.col("b")))
     return (
-        pairs.where(F.col("a") < F.col("b"))
-        .distinct()
+        pairs.distinct()
         .withColumn("distance", distance.cast("int"))
         .where(F.col("distance") <= radius)
     )
@@ -400,7 +407,8 @@ def connected_components(edges: DataFrame, max_iterations: int = DEFAULT_MAX_ITE
     -------
     DataFrame
         Columns ``node`` and ``component`` (the component's smallest node),
-        one row per node that appears in ``edges``.
+        one row per node with an edge to another node (a node seen only in a
+        self loop is a component of its own and has no row).
 
     Raises
     ------

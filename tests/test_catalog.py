@@ -1,0 +1,76 @@
+"""spark-submit jobs/detect_clusters.py with an embedded Hive metastore, then spark-sql as an analyst would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_clusters import RADIUS, RADIUS_BASE, planted_rows, write_hashes
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def hive_conf(root: Path) -> list[str]:
+    """A private warehouse and Derby metastore under ``root`` (the project's defaults point at work/)."""
+    settings = {
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": str(root / "warehouse"),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={root / 'metastore_db'};create=true",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={root}",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": "2",
+    }
+    return [x for key, value in settings.items() for x in ("--conf", f"{key}={value}")]
+
+
+def run(tool: str, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    return subprocess.run([str(BIN / tool), "--master", "local[2]", *hive_conf(root), *args], capture_output=True,
+                          text=True, env=env, cwd=root, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("hive")
+    write_hashes(root / "hashes", "2026-01-01", planted_rows())
+    done = run("spark-submit", root, str(REPO / "jobs" / "detect_clusters.py"), "--hashes", str(root / "hashes"),
+               "--output", str(root / "out"), "--allowlist", str(write_allowlist(root)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "clusters             4 (12 accounts" in done.stdout
+    return root
+
+
+def write_allowlist(root: Path) -> Path:
+    from test_clusters import ALLOWED
+
+    path = root / "allowlist.txt"
+    path.write_text(f"# the default avatar\n{ALLOWED}\n")
+    return path
+
+
+def test_analyst_queries_the_registered_tables(registered: Path) -> None:
+    query = (
+        "SELECT account_id, method FROM silse.clusters WHERE cluster_id = '2026-01-01_" + RADIUS_BASE + "' "
+        "ORDER BY account_id;"
+        "SELECT cluster_id, size FROM silse.cluster_summary ORDER BY size DESC, cluster_id LIMIT 1;"
+        "SELECT twin_value, bit_count(twin_bits ^ conv('" + RADIUS_BASE + "', 16, 10)) AS d FROM silse.hashes "
+        "WHERE status = 'ok' AND bit_count(twin_bits ^ conv('" + RADIUS_BASE + "', 16, 10)) <= 2 ORDER BY d;"
+    )
+    done = run("spark-sql", registered, "-e", query)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line.split("\t") for line in done.stdout.strip().splitlines()]
+    assert lines[:3] == [["radius_0", "radius"], ["radius_1", "radius"], ["radius_2", "radius"]]
+    assert lines[3] == [f"2026-01-01_{RADIUS_BASE}", "3"]  # four clusters of 3: the smallest id
+    assert lines[4:] == [[RADIUS[0], "0"], [RADIUS[1], "1"], [RADIUS[2], "2"]]
+
+
+def test_missing_hashes_exit_2_with_a_fix(tmp_path: Path) -> None:
+    done = run("spark-submit", tmp_path, str(REPO / "jobs" / "detect_clusters.py"), "--hashes",
+               str(tmp_path / "none"), "--output", str(tmp_path / "out"), "--no-register")
+    assert done.returncode == 2
+    assert "has no run_date=YYYY-MM-DD partitions; run jobs/hash_all.py first" in done.stderr

@@ -1,0 +1,300 @@
+"""Clustering: pure helpers, the radius join against brute force, components, planted clusters, stable ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from silse_spark.clusters import (
+    ClusterJobConfig,
+    connected_components,
+    is_low_information,
+    method_label,
+    prefix_bits,
+    radius_pairs,
+    read_allowlist,
+    run_cluster_job,
+)
+from silse_spark.codes import int_from_twin_value, twin_value_from_int
+from silse_spark.config import ConfigError
+
+HASH_SCHEMA = pa.schema([
+    ("account_id", pa.string()), ("path", pa.string()), ("content_sha256", pa.string()),
+    ("width", pa.int32()), ("height", pa.int32()), ("twin_value", pa.string()), ("twin_bits", pa.int64()),
+    ("status", pa.string()), ("error", pa.string()), ("model_version", pa.string()), ("hashed_at", pa.timestamp("us")),
+])
+
+
+def write_hashes(directory: Path, run_date: str, rows: list[tuple[str, str | None]]) -> str:
+    """A hashes table as jobs/hash_all.py writes it; a ``None`` code is a decode_error row."""
+    part = directory / f"run_date={run_date}"
+    part.mkdir(parents=True, exist_ok=True)
+    for old in part.glob("*.parquet"):
+        old.unlink()
+    ok = [code is not None for _, code in rows]
+    table = pa.table({
+        "account_id": [a for a, _ in rows],
+        "path": [f"/avatars/{a}.png" for a, _ in rows],
+        "content_sha256": [None] * len(rows),
+        "width": [96 if k else None for k in ok],
+        "height": [96 if k else None for k in ok],
+        "twin_value": [c for _, c in rows],
+        "twin_bits": [int_from_twin_value(c) if c else None for _, c in rows],
+        "status": ["ok" if k else "decode_error" for k in ok],
+        "error": [None if k else "truncated" for k in ok],
+        "model_version": ["test"] * len(rows),
+        "hashed_at": [dt.datetime(2026, 1, 1)] * len(rows),
+    }, schema=HASH_SCHEMA)
+    pq.write_table(table, part / "part-0.parquet")
+    return str(directory)
+
+
+def flip(code: str, *positions: int) -> str:
+    value = int_from_twin_value(code)
+    for p in positions:
+        value ^= 1 << p
+    return twin_value_from_int(value)
+
+
+# ---------------------------------------------------------------------------
+# Pure helpers and configuration
+
+
+def test_allowlist_file_comments_and_bad_line(tmp_path: Path) -> None:
+    good = tmp_path / "allow.txt"
+    good.write_text("# defaults\n0123456789ab\n\nffffffffffff  # white\n")
+    assert read_allowlist(good) == {"0123456789ab", "ffffffffffff"}
+    bad = tmp_path / "bad.txt"
+    bad.write_text("0123456789ab\n0123456789AB\n")
+    with pytest.raises(ConfigError, match="line 2"):
+        read_allowlist(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_allowlist(tmp_path / "missing.txt")
+
+
+def test_low_information_prefix_and_method_label() -> None:
+    assert is_low_information(0) and is_low_information((1 << 48) - 1)
+    assert is_low_information(0b1111, 4) and not is_low_information(0b11111, 4)
+    assert not is_low_information(0, -1)
+    assert prefix_bits(0xABCDEF012345, 8) == 0xABCDEF01
+    assert method_label(["radius", "prefix", "exact"]) == "exact+prefix+radius"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"radius": 3}, "--radius 3 is out of range"),
+        ({"prefix_length": 12}, "--prefix-length 12 is out of range"),
+        ({"min_accounts": 1}, "--min-accounts 1"),
+        ({"run_date": "2026-13-01"}, "not a valid calendar date"),
+        ({"allowlist": frozenset({"XYZ"})}, "allowlist"),
+        ({"database": "silse; drop"}, "plain SQL name"),
+        ({"hashes": ""}, "--hashes"),
+    ],
+)
+def test_bad_configuration_says_what_to_fix(kwargs: dict[str, object], message: str) -> None:
+    settings: dict[str, object] = {"hashes": "h", "output": "o", **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        ClusterJobConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_job_exits_2_on_bad_configuration_before_spark(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("detect_clusters", Path(__file__).parents[1] / "jobs" / "detect_clusters.py")
+    assert spec and spec.loader
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    assert job.main(["--hashes", "h", "--output", "o", "--radius", "5"]) == 2
+    assert "--radius 5 is out of range" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# Radius join and connected components against brute force
+
+
+def test_radius_join_equals_brute_force(spark) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 1 << 48, 1500, dtype=np.int64)
+    # Near copies so that distances 0, 1, 2 and 3 all occur many times.
+    near = base[rng.integers(0, len(base), 1500)].copy()
+    for i in range(len(near)):
+        for p in rng.choice(48, int(rng.integers(0, 4)), replace=False):
+            near[i] ^= np.int64(1) << np.int64(p)
+    codes = np.concatenate([base, near])
+    distinct = np.unique(codes)
+    distance = np.bitwise_count(np.bitwise_xor.outer(distinct, distinct))
+    frame = spark.createDataFrame([(int(c),) for c in codes], "bits long")
+    for radius in (1, 2):
+        i, j = np.nonzero(np.triu((distance >= 1) & (distance <= radius)))
+        expected = {(int(distinct[a]), int(distinct[b]), int(distance[a, b])) for a, b in zip(i, j)}
+        got = {(r.a, r.b, r.distance) for r in radius_pairs(frame, radius).collect()}
+        assert got == expected
+        assert len(expected) > 300  # many true pairs, not a vacuous match
+
+
+def union_find(edges: list[tuple[int, int]]) -> dict[int, int]:
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    return {node: find(node) for node in list(parent)}
+
+
+def test_connected_components_equal_union_find(spark) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(11)
+    chain = [(i, i + 1) for i in range(100, 164)]  # a long path needs several rounds
+    reversed_chain = [(i + 1, i) for i in range(300, 340)][::-1]
+    random_edges = [(int(a), int(b)) for a, b in rng.integers(1000, 1400, (300, 2))]  # includes self loops
+    edges = chain + reversed_chain + random_edges
+    linked = {n for a, b in edges if a != b for n in (a, b)}  # a node seen only in a self loop has no row
+    expected = {n: c for n, c in union_find(edges).items() if n in linked}
+    got = connected_components(spark.createDataFrame(edges, "hi long, lo long"))
+    assert {r.node: r.component for r in got.collect()} == expected
+
+
+# ---------------------------------------------------------------------------
+# Planted clusters, one per method, on the real job
+
+EXACT = "5a5a5a5a5a5a"
+PREFIX = ["abcdef010000", "abcdef01ffff", "abcdef010f0f"]  # same 8 hex, pairwise 8..16 bits apart
+RADIUS_BASE = "3c3c3c3c3c3c"
+RADIUS = [RADIUS_BASE, flip(RADIUS_BASE, 47), flip(RADIUS_BASE, 46, 45)]  # distances 1, 2, 3: linked via the base
+HONEST = ["0f1e2d3c4b5a", "96a5b4c3d2e1", "c3d2e1f00f1e", "0f1e2d3c4b5a"]  # one code twice: size 2 < 3
+LOW_INFO = ["000000000000", "000000000001", "000000000003"]  # would be radius-linked if not flagged
+ALLOWED = "1234567890ab"
+
+
+def planted_rows() -> list[tuple[str, str | None]]:
+    rows: list[tuple[str, str | None]] = [(f"exact_{i}", EXACT) for i in range(3)]
+    rows += [(f"prefix_{i}", c) for i, c in enumerate(PREFIX)]
+    rows += [(f"radius_{i}", c) for i, c in enumerate(RADIUS)]
+    rows += [(f"honest_{i}", c) for i, c in enumerate(HONEST)]
+    rows += [(f"lowinfo_{i}", c) for i, c in enumerate(LOW_INFO)]
+    rows += [(f"white_{i}", "ffffffffffff") for i in range(3)]  # low-information but identical: exact still links
+    rows += [(f"default_{i}", ALLOWED) for i in range(5)]
+    rows += [("broken_0", None)]
+    return rows
+
+
+def expected_clusters(spark, run_date: str, radius: int, prefix_length: int):  # type: ignore[no-untyped-def]
+    def cluster(accounts: list[str], codes: list[str], methods: list[str]) -> list[tuple]:
+        cid = f"{run_date}_{min(codes)}"
+        return [(cid, a, c, int(c, 16), m, len(accounts), run_date) for a, c, m in zip(accounts, codes, methods)]
+
+    rows = cluster([f"exact_{i}" for i in range(3)], [EXACT] * 3, ["exact"] * 3)
+    rows += cluster([f"white_{i}" for i in range(3)], ["ffffffffffff"] * 3, ["exact"] * 3)
+    if prefix_length:
+        rows += cluster([f"prefix_{i}" for i in range(3)], PREFIX, ["prefix"] * 3)
+    if radius == 2:
+        rows += cluster([f"radius_{i}" for i in range(3)], RADIUS, ["radius"] * 3)
+    schema = "cluster_id string, account_id string, twin_value string, twin_bits long, method string, " \
+        "cluster_size long, run_date string"
+    return spark.createDataFrame(rows, schema)
+
+
+@pytest.mark.parametrize(("radius", "prefix_length"), [(2, 8), (0, 0), (1, 0), (0, 8)])
+def test_planted_clusters_exact_membership(spark, tmp_path: Path, radius: int, prefix_length: int) -> None:  # type: ignore[no-untyped-def]
+    hashes = write_hashes(tmp_path / "hashes", "2026-01-01", planted_rows())
+    config = ClusterJobConfig(hashes, str(tmp_path / "out"), radius=radius, prefix_length=prefix_length,
+                              allowlist=frozenset({ALLOWED}), database=None)
+    summary = run_cluster_job(spark, config)
+    got = spark.read.parquet(config.clusters_path).withColumn("run_date", F.col("run_date").cast("string"))
+    assertDataFrameEqual(got.select(*expected_clusters(spark, "2026-01-01", radius, prefix_length).columns),
+                         expected_clusters(spark, "2026-01-01", radius, prefix_length))
+    assert summary.status_counts == {"ok": 24, "decode_error": 1}
+    assert summary.allowlisted_accounts == 5
+    assert summary.low_info_codes == 4  # three near-zero codes and all-ones
+    if radius == 2 and prefix_length == 8:
+        rows = {r.cluster_id: r for r in spark.read.parquet(config.summary_path).collect()}
+        radius_cluster = rows[f"2026-01-01_{RADIUS_BASE}"]
+        assert (radius_cluster.size, radius_cluster.distinct_codes, radius_cluster.methods) == (3, 3, ["radius"])
+        assert radius_cluster.representative_twin_value == RADIUS_BASE  # one account each: the smallest code
+        assert radius_cluster.representative_path == "/avatars/radius_0.png"
+        assert radius_cluster.first_seen == dt.date(2026, 1, 1)
+        assert summary.clusters == 4 and summary.clustered_accounts == 12
+
+
+def test_mixed_methods_in_one_cluster(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base = "77aa55cc3311"
+    rows = [("m_0", base), ("m_1", base), ("m_2", flip(base, 0)), ("m_3", flip(base, 40, 41, 42))]
+    hashes = write_hashes(tmp_path / "hashes", "2026-01-01", rows)
+    config = ClusterJobConfig(hashes, str(tmp_path / "out"), database=None)
+    run_cluster_job(spark, config)
+    got = {r.account_id: (r.method, r.cluster_size) for r in spark.read.parquet(config.clusters_path).collect()}
+    # m_2 is 1 bit from the base and shares its first 8 hex; m_3 differs in the second hex character and is
+    # 3 bits from the base, so it is not linked.
+    assert got == {"m_0": ("exact+prefix+radius", 3), "m_1": ("exact+prefix+radius", 3), "m_2": ("prefix+radius", 3)}
+
+
+# ---------------------------------------------------------------------------
+# Stable ids and reruns
+
+
+def test_ids_survive_nights_and_rerun_replaces(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    hashes, out = tmp_path / "hashes", tmp_path / "out"
+    a, b, c, d = "111111111100", "222222222200", "333333333300", "444444444400"
+    night1 = [(f"x{i}", a) for i in range(6)] + [(f"y{i}", b) for i in range(3)] + [(f"z{i}", c) for i in range(4)]
+    # Night 2: x splits into x0..x3 (keeps the id: more shared accounts) and x4,x5,n0 (new id);
+    # y and z merge (via a shared code) and keep z's id (4 shared accounts against 3); w is new.
+    night2 = [(f"x{i}", flip(a, 3)) for i in range(4)] + [("x4", d), ("x5", d), ("n0", d)]
+    night2 += [(f"y{i}", c) for i in range(3)] + [(f"z{i}", c) for i in range(4)]
+    night2 += [(f"w{i}", "555555555500") for i in range(3)]
+    write_hashes(hashes, "2026-01-01", night1)
+    write_hashes(hashes, "2026-01-02", night2)
+    config1 = ClusterJobConfig(str(hashes), str(out), run_date="2026-01-01", database=None)
+    config2 = ClusterJobConfig(str(hashes), str(out), database=None)  # the latest date
+    run_cluster_job(spark, config1)
+    summary2 = run_cluster_job(spark, config2)
+    assert summary2.run_date == "2026-01-02" and summary2.previous_run_date == "2026-01-01"
+    assert summary2.inherited_ids == 2
+
+    def ids(run_date: str) -> dict[str, str]:
+        frame = spark.read.parquet(str(out / "clusters")).where(f"run_date = '{run_date}'")
+        return {r.account_id: r.cluster_id for r in frame.collect()}
+
+    first, second = ids("2026-01-01"), ids("2026-01-02")
+    assert {second[f"x{i}"] for i in range(4)} == {first["x0"]} == {f"2026-01-01_{a}"}
+    assert {second["x4"], second["x5"], second["n0"]} == {f"2026-01-02_{d}"}
+    assert {second[k] for k in ["y0", "y1", "y2", "z0", "z1", "z2", "z3"]} == {first["z0"]}
+    assert second["w0"] == "2026-01-02_555555555500"
+    seen = {r.cluster_id: r.first_seen for r in spark.read.parquet(str(out / "cluster_summary"))
+            .where("run_date = '2026-01-02'").collect()}
+    assert seen[first["x0"]] == dt.date(2026, 1, 1) and seen[second["w0"]] == dt.date(2026, 1, 2)
+
+    # Rerunning night 2: the same rows, no duplicates.
+    before = spark.read.parquet(str(out / "clusters")).collect()
+    before_summary = spark.read.parquet(str(out / "cluster_summary")).collect()
+    assert len(before) == 30 and len(before_summary) == 7
+    run_cluster_job(spark, config2)
+    assertDataFrameEqual(spark.read.parquet(str(out / "clusters")), before)
+    assertDataFrameEqual(spark.read.parquet(str(out / "cluster_summary")), before_summary)
+
+    # Rerunning night 1 on hashes that now have no cluster replaces it with nothing.
+    write_hashes(hashes, "2026-01-01", [("solo", a)])
+    run_cluster_job(spark, config1)
+    dates = {r.run_date for r in spark.read.parquet(str(out / "clusters")).select("run_date").distinct().collect()}
+    assert dates == {dt.date(2026, 1, 2)}  # Spark infers the partition value as a date
+
+
+def test_missing_hashes_or_date_is_a_configuration_error(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="run jobs/hash_all.py first"):
+        run_cluster_job(spark, ClusterJobConfig(str(tmp_path / "nothing"), str(tmp_path / "out"), database=None))
+    hashes = write_hashes(tmp_path / "hashes", "2026-01-01", [("a", EXACT)])
+    with pytest.raises(ConfigError, match="2026-01-01"):
+        run_cluster_job(spark, ClusterJobConfig(hashes, str(tmp_path / "out"), run_date="2026-02-01", database=None))
