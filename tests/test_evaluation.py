@@ -256,6 +256,8 @@ def test_run_writes_json_and_markdown_with_every_hasher_and_family(tmp_path: Pat
     assert doc["meta"]["disjointness"]["checked"] is False
     md = (tmp_path / "docs" / "evaluation.md").read_text()
     assert "| pdq | 256 |" in md and "disjointness not checked" in md
+    assert "all, without synthetic distractors" in md and "load average" in md
+    assert doc["code"]["md5"]["fmr_r0_without_synthetic"] == 0.0
     for plot in ("eval_distances.png", "eval_recall_by_family.png", "eval_recall_vs_radius.png"):
         assert (tmp_path / "docs" / "img" / plot).stat().st_size > 1000
 

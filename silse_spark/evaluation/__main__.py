@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -138,6 +139,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, HasherScores]:
         If the production hash job fails.
     """
     start = time.perf_counter()
+    load_start = _load()
     timings: dict[str, float] = {}
     models = resolve_models(config.models)
 
@@ -182,12 +184,19 @@ def run_evaluation(config: EvalConfig) -> dict[str, HasherScores]:
         packed, valid = pack_codes(classical_codes[hasher.name], hasher.nbits)
         scores[hasher.name] = score_codes(manifest, packed, valid, hasher.nbits, family_sets, impostors)
         descriptions[hasher.name] = hasher.description
+    real = ~manifest["origin"].str.startswith("synthetic:").to_numpy()
+    real_pairs = real[impostors[0]] & real[impostors[1]]
+    for s in scores.values():
+        # How much of the false-match rate the synthetic distractors carry.
+        s.code["n_impostor_pairs_without_synthetic"] = int(real_pairs.sum())
+        s.code["fmr_r0_without_synthetic"] = float((s.impostor[real_pairs] == 0).mean()) if real_pairs.any() else float("nan")
     timings["metrics"] = time.perf_counter() - t
 
     roles = manifest["role"].value_counts()
     meta: dict[str, object] = {
         "command": config.command,
-        "machine": machine_description(),
+        "machine": {**machine_description(), "load_average_1min_start": load_start,
+                    "load_average_1min_end": _load()},
         "finished_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "runtime_s": time.perf_counter() - start,
         "timings_s": timings,
@@ -218,6 +227,14 @@ def run_evaluation(config: EvalConfig) -> dict[str, HasherScores]:
     }
     write_report(config.output, scores, meta, descriptions, [*SEED_FAMILIES, *EXTRA_FAMILIES])
     return scores
+
+
+def _load() -> float | None:
+    """One-minute load average: the machine is shared, so the report says how busy it was."""
+    try:
+        return round(os.getloadavg()[0], 1)
+    except (OSError, AttributeError):
+        return None
 
 
 def _display(path: Path) -> str:

@@ -272,7 +272,9 @@ def build_markdown(doc: dict[str, Any], scores: dict[str, HasherScores],
         "",
         f"- Command: `{meta['command']}`",
         (f"- Machine: {machine['cpu']}, {machine['cpu_cores_usable']} usable cores, "
-        f"{machine['memory_gib']} GiB memory, {machine['os']}, Python {machine['python']}"),
+        f"{machine['memory_gib']} GiB memory, {machine['os']}, Python {machine['python']}; "
+        f"shared with other work: 1-minute load average {machine.get('load_average_1min_start')} at the start, "
+        f"{machine.get('load_average_1min_end')} at the end"),
         (f"- Date (UTC): {meta['finished_utc']}; wall time {meta['runtime_s']:.0f} s "
         f"(suite {meta['timings_s'].get('suite', 0):.0f} s, classical hashers "
         f"{meta['timings_s'].get('classical', 0):.0f} s, silse jobs "
@@ -339,7 +341,12 @@ def build_markdown(doc: dict[str, Any], scores: dict[str, HasherScores],
     ]
     rows = [[f] + [_sci(scores[n].families.get(f, {}).get("fmr_r0")) for n in names]
             for f in [*families, "all"]]
+    rows.append(["all, without synthetic distractors"]
+                + [_sci(scores[n].code.get("fmr_r0_without_synthetic")) for n in names])
     lines += [markdown_table(["family", *names], rows), ""]
+    lines += [(f"The last row uses only the real images (sources and their copies), "
+               f"{any_code.get('n_impostor_pairs_without_synthetic', 0):,} impostor pairs: it tells whether "
+               "false matches come from the synthetic distractors or from real avatars."), ""]
     lines += ["## Groups formed by exact code (pairwise precision / recall / F1)", ""]
     rows = []
     for n in names:
