@@ -20,10 +20,14 @@ $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
-	# Let every Spark command from .venv/bin read the project's settings.
+	# Let every Spark command from .venv/bin (spark-submit, spark-sql, pyspark) work without any
+	# environment: read the project's settings, find Spark and run Python workers with this venv.
 	conf=$$($(PY) -c 'import pyspark, os; print(os.path.join(os.path.dirname(pyspark.__file__), "conf"))'); \
 	mkdir -p $$conf && ln -sf $(CURDIR)/spark-defaults.conf $$conf/spark-defaults.conf && \
-	ln -sf $(CURDIR)/log4j2.properties $$conf/log4j2.properties
+	ln -sf $(CURDIR)/log4j2.properties $$conf/log4j2.properties && \
+	printf 'export PYSPARK_PYTHON="$${PYSPARK_PYTHON:-%s}"\nexport PYSPARK_DRIVER_PYTHON="$${PYSPARK_DRIVER_PYTHON:-%s}"\n' \
+		$(CURDIR)/$(PY) $(CURDIR)/$(PY) > $$conf/spark-env.sh && \
+	sed -i 's|PYSPARK_PYTHON:-"python3"|PYSPARK_PYTHON:-"$(CURDIR)/$(PY)"|' $(VENV)/bin/find-spark-home
 	touch $(STAMP)
 
 venv: $(STAMP)
