@@ -2,7 +2,7 @@
 
 Usage::
 
-    python jobs/bench_clusters.py --work work/bench_clusters [--accounts 10000000] [--campaigns 2000]
+    python jobs/bench_clusters.py --work work/bench_clusters [--output DIR] [--accounts 10000000] [--campaigns 2000]
         [--radius 2] [--prefix-length 8] [--driver-memory 8g] [--shuffle-partitions 64]
 
 Writes a hashes table (the shape jobs/hash_all.py writes) of uniformly random
@@ -14,7 +14,7 @@ with ``spark-submit`` on ``local[2]`` with an event log, and reports wall
 time, shuffle bytes written/read (from the event log), recall of planted
 campaigns (all accounts of the campaign in one cluster), clusters mixing a
 campaign with other accounts, and clusters of background accounts only.
-Results: WORK/result.json and stdout.
+Results: OUTPUT/bench_clusters.json (default WORK/) and stdout.
 """
 
 from __future__ import annotations
@@ -112,19 +112,29 @@ def write_hashes(directory: Path, accounts: int, campaigns: int, prefix_length: 
     return planted[["account_id", "campaign", "kind"]]
 
 
-def shuffle_bytes(event_dir: Path) -> dict[str, int]:
-    """Shuffle bytes written and read, summed over the tasks in the Spark event log."""
+def shuffle_bytes(event_dir: Path) -> dict[str, object]:
+    """Shuffle bytes written and read, summed over the tasks in the Spark event log, and the slowest stages."""
     written = read = 0
+    stages = []
     for log_file in (p for p in event_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
         with open(log_file, encoding="utf-8") as f:
             for line in f:
-                if '"SparkListenerTaskEnd"' not in line:
-                    continue
-                metrics = json.loads(line).get("Task Metrics") or {}
-                written += metrics.get("Shuffle Write Metrics", {}).get("Shuffle Bytes Written", 0)
-                r = metrics.get("Shuffle Read Metrics", {})
-                read += r.get("Remote Bytes Read", 0) + r.get("Local Bytes Read", 0)
-    return {"shuffle_bytes_written": written, "shuffle_bytes_read": read}
+                if '"SparkListenerTaskEnd"' in line:
+                    metrics = json.loads(line).get("Task Metrics") or {}
+                    written += metrics.get("Shuffle Write Metrics", {}).get("Shuffle Bytes Written", 0)
+                    r = metrics.get("Shuffle Read Metrics", {})
+                    read += r.get("Remote Bytes Read", 0) + r.get("Local Bytes Read", 0)
+                elif '"SparkListenerStageCompleted"' in line:
+                    info = json.loads(line)["Stage Info"]
+                    acc = {a["Name"]: a.get("Value") for a in info.get("Accumulables", [])}
+                    stages.append({
+                        "stage": info["Stage ID"], "tasks": info["Number of Tasks"],
+                        "seconds": round((info.get("Completion Time", 0) - info.get("Submission Time", 0)) / 1000, 1),
+                        "shuffle_write": acc.get("internal.metrics.shuffle.write.bytesWritten", 0),
+                        "spill": acc.get("internal.metrics.diskBytesSpilled", 0),
+                    })
+    slowest = sorted(stages, key=lambda s: -float(s["seconds"]))[:6]
+    return {"shuffle_bytes_written": written, "shuffle_bytes_read": read, "slowest_stages": slowest}
 
 
 def score(clusters: pd.DataFrame, planted: pd.DataFrame) -> dict[str, object]:
@@ -154,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="bench_clusters.py", description=__doc__.split("\n")[0])
     parser.add_argument("--work", default="work/bench_clusters", help="scratch directory (recreated)")
+    parser.add_argument("--output", default=None, help="directory for bench_clusters.json (default: --work)")
     parser.add_argument("--accounts", type=int, default=10_000_000)
     parser.add_argument("--campaigns", type=int, default=2000)
     parser.add_argument("--radius", type=int, default=2)
@@ -176,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     command = [
         str(Path(python).parent / "spark-submit"), "--master", "local[2]", "--driver-memory", args.driver_memory,
         "--conf", f"spark.sql.shuffle.partitions={args.shuffle_partitions}",
-        "--conf", "spark.eventLog.enabled=true", "--conf", "spark.eventLog.compress=false", "--conf", f"spark.eventLog.dir={events.resolve().as_uri()}",
+        "--conf", "spark.eventLog.enabled=true", "--conf", "spark.eventLog.compress=false",
+        "--conf", f"spark.eventLog.dir={events.resolve().as_uri()}",
         "--conf", "spark.ui.showConsoleProgress=false",
         "--conf", f"spark.local.dir={(work / 'tmp').resolve()}",
         str(REPO / "jobs" / "detect_clusters.py"), "--hashes", str(work / "hashes"), "--output", str(work / "output"),
@@ -197,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": round(wall, 1), **shuffle_bytes(events), **score(clusters, planted),
         "job_report": done.stdout,
     }
-    (work / "result.json").write_text(json.dumps(result, indent=2))
+    output = Path(args.output) if args.output else work
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "bench_clusters.json").write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "job_report"}, indent=2))
     return 0
 

@@ -63,7 +63,8 @@ def register_tables(spark: SparkSession, database: str, tables: Mapping[str, str
     for name in (database, *tables):
         if not _NAME.match(name):
             raise ValueError(f"{name!r} is not a plain SQL name; use lowercase letters, digits and _")
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+    if not spark.catalog.databaseExists(database):  # IF NOT EXISTS alone makes Hive log an ERROR
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
     registered = []
     for name, path in tables.items():
         location = qualified_location(spark, path)

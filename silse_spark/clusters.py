@@ -297,10 +297,11 @@ def radius_pairs(codes: DataFrame, radius: int) -> DataFrame:
     else:
         # With each code also keyed by itself, keys shared by two codes give both distances: a code
         # meets a neighbour of b (distance 1), or two neighbours meet (a ^ 2**i == b ^ 2**j,
-        # distance 2). One hash aggregation (one shuffle of 49 small rows per code, no sort) finds
-        # the shared keys; the few rows on them are then self-joined.
+        # distance 2). One shuffle of 49 small rows per code and a hash count per key (no sort)
+        # finds the shared keys; the few rows on them are then self-joined. The shuffle comes
+        # first: counting on the map side would hold every (unique) key of a task in memory.
         keyed = expanded.unionByName(distinct.select("bits", F.col("bits").alias("key")))
-        shared = keyed.groupBy("key").count().where(F.col("count") > 1).select("key")
+        shared = keyed.repartition("key").groupBy("key").count().where(F.col("count") > 1).select("key")
         meeting = keyed.join(shared, "key", "left_semi")
         joined = meeting.join(meeting.select("key", F.col("bits").alias("other")), "key")
     pairs = joined.where(F.col("bits") < F.col("other")).select(F.col("bits").alias("a"), F.col("other").alias("b"))
