@@ -58,8 +58,8 @@ def test_analyst_queries_the_registered_tables(registered: Path) -> None:
         "SELECT account_id, method FROM silse.clusters WHERE cluster_id = '2026-01-01_" + RADIUS_BASE + "' "
         "ORDER BY account_id;"
         "SELECT cluster_id, size FROM silse.cluster_summary ORDER BY size DESC, cluster_id LIMIT 1;"
-        "SELECT twin_value, bit_count(twin_bits ^ conv('" + RADIUS_BASE + "', 16, 10)) AS d FROM silse.hashes "
-        "WHERE status = 'ok' AND bit_count(twin_bits ^ conv('" + RADIUS_BASE + "', 16, 10)) <= 2 ORDER BY d;"
+        "SELECT twin_value, bit_count(twin_bits ^ CAST(conv('" + RADIUS_BASE + "', 16, 10) AS BIGINT)) AS d FROM silse.hashes "
+        "WHERE status = 'ok' AND bit_count(twin_bits ^ CAST(conv('" + RADIUS_BASE + "', 16, 10) AS BIGINT)) <= 2 ORDER BY d;"
     )
     done = run("spark-sql", registered, "-e", query)
     assert done.returncode == 0, done.stderr[-3000:]
