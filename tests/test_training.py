@@ -182,6 +182,7 @@ def test_named_configs_are_valid_and_seed_follows_the_design() -> None:
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"balance_weight": -1.0}, "balance_weight"),
         ({"anchor_alter_prob": 1.5}, "anchor_alter_prob"),
+        ({"init_from": "seed"}, "use --resume"),
     ],
 )
 def test_config_validation_says_what_is_wrong(changes: dict[str, object], message: str) -> None:

@@ -36,10 +36,12 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +93,7 @@ class TrainConfig:
     quantisation_weight: float = 0.0
     seed: int = 0
     checkpoint_minutes: float = 3.0
+    init_from: str = ""
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -118,6 +121,8 @@ class TrainConfig:
         negative = {k: v for k, v in weights.items() if v < 0}
         if negative:
             problems.append(f"loss weights must be >= 0, got {negative}")
+        if self.init_from == self.name:
+            problems.append(f"init_from {self.init_from!r} names the configuration itself; use --resume instead")
         if self.checkpoint_minutes <= 0:
             problems.append(f"checkpoint_minutes {self.checkpoint_minutes} must be > 0")
         if problems:
@@ -152,6 +157,17 @@ CONFIGS: dict[str, TrainConfig] = {
                      "outputs, in-batch + hardest negatives, balance, decorrelation, quantisation"),
     ),
 }
+CONFIGS["v1-finetune"] = replace(
+    CONFIGS["v1"],
+    name="v1-finetune",
+    learning_rate=2e-4,
+    pos_weight=2.0,
+    quantisation_weight=0.3,
+    seed=1,
+    init_from="v1",
+    description=("second phase of v1: starts from the v1 checkpoint with a fresh Adam at a 5x lower learning "
+                 "rate, double weight on copy agreement and 3x on quantisation"),
+)
 """Named configurations, selected with ``--config``."""
 
 
@@ -242,6 +258,10 @@ def load_checkpoint(model: keras.Model, directory: Path) -> TrainState:
     return TrainState(**raw)
 
 
+STOP = threading.Event()
+"""Set by SIGTERM/SIGINT in :func:`main`: the loop stops after the current step and checkpoints."""
+
+
 def train(
     config: TrainConfig,
     data_dir: Path,
@@ -259,6 +279,15 @@ def train(
     if resume and (checkpoint_dir / "state.json").is_file():
         state = load_checkpoint(model, checkpoint_dir)
         log.info("resumed %s at step %d (%d pairs, %.0f s)", config.name, state.step, state.pairs, state.seconds)
+    elif config.init_from:
+        source = checkpoint_dir.parent / get_config(config.init_from).name
+        if not (source / "state.json").is_file():
+            raise FileNotFoundError(f"configuration {config.name!r} starts from {config.init_from!r}, but "
+                                    f"{source} has no checkpoint; train --config {config.init_from} first")
+        model.load_weights(str(source / "model.weights.h5"))  # weights only: a fresh optimizer
+        raw = json.loads((source / "state.json").read_text(encoding="utf-8"))["state"]
+        state = TrainState(**raw)
+        log.info("initialised %s from %s at step %d (%d pairs)", config.name, source, state.step, state.pairs)
     elif resume:
         log.warning("--resume: no checkpoint in %s, starting fresh", checkpoint_dir)
     batches = PairBatches(canvases, config.families, config.batch_size, seed=config.seed + 7919 * state.step,
@@ -275,6 +304,9 @@ def train(
         if steps is not None and state.step >= steps:
             break
         if budget_s is not None and time.time() - started >= budget_s:
+            break
+        if STOP.is_set():
+            log.warning("stop requested: checkpointing at step %d", state.step)
             break
         a, b = next(stream)
         t0 = time.time()
@@ -384,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.minutes = 30.0
         log.info("no --minutes/--steps given: training for %.0f minutes", args.minutes)
     checkpoint_dir = args.checkpoints / config.name
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: STOP.set())
     wall = time.time()
     if not args.export_only:
         _, state = train(config, args.data, checkpoint_dir, args.minutes, args.steps, args.resume)
