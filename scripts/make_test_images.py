@@ -1,7 +1,10 @@
-"""Write the small image fixtures in tests/data/images (committed; rerun to regenerate).
+"""Write the hostile-input corpus in tests/data/hostile (committed; rerun to regenerate).
 
 Each file exercises one decoding path: alpha, grey, palette with transparency,
-EXIF rotation, CMYK, 16-bit, animation, and broken or hostile files.
+EXIF rotation, CMYK, 16-bit, animation, 1x1, extreme aspect ratio, and broken
+or hostile files (zero bytes, truncated PNG/JPEG, text/HTML/SVG named as
+images, a 30000x30000 decompression bomb, multi-page TIFF, BMP). An unreadable
+path (a dangling link) is made by the tests themselves, as git cannot hold one.
 
     python scripts/make_test_images.py
 """
@@ -16,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "images"
+OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "hostile"
 
 
 def _pattern(size: int = 96) -> Image.Image:
@@ -70,15 +73,16 @@ def main() -> None:
     Image.fromarray(arr16).save(OUT / "grey16.png")
     frames = [base, base.rotate(180)]
     frames[0].save(OUT / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    frames[0].save(OUT / "animated.webp", save_all=True, append_images=frames[1:], duration=100)
+    frames[0].save(OUT / "animated_webp.webp", save_all=True, append_images=frames[1:], duration=100)
     save(base, "tiff_image.tif", format="TIFF")
+    base.save(OUT / "multipage.tif", save_all=True, append_images=[base.rotate(90), base.rotate(180)])
     save(base, "bmp_image.bmp", format="BMP")
     save(Image.new("RGB", (1, 1), (10, 200, 30)), "one_pixel.png")
     save(_pattern(96).resize((600, 6)), "wide.png")
     good_png = (OUT / "rgb.png").read_bytes()
     (OUT / "truncated.png").write_bytes(good_png[: len(good_png) // 2])
     good_jpg = (OUT / "upright.jpg").read_bytes()
-    (OUT / "truncated.jpg").write_bytes(good_jpg[: len(good_jpg) // 3])
+    (OUT / "truncated_jpeg.jpg").write_bytes(good_jpg[: len(good_jpg) // 3])
     (OUT / "empty.png").write_bytes(b"")
     (OUT / "text_named.jpg").write_bytes(b"this is a text file, not a JPEG\n")
     (OUT / "html_named.png").write_bytes(b"<!doctype html><html><body><img src=x></body></html>\n")

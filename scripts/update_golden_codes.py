@@ -22,12 +22,12 @@ from silse_spark.model import available_model_versions, cached_hasher
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = ["rgb.png", "alpha.png", "palette_transparent.gif", "exif_rotated.jpg", "cmyk.jpg", "grey16.png",
-          "animated.webp", "wide.png"]
+          "animated_webp.webp", "wide.png"]
 GOLDEN = REPO / "tests" / "data" / "golden_codes.json"
 
 
 def main() -> None:
-    pixels = np.stack([decode_avatar((REPO / "tests" / "data" / "images" / n).read_bytes()).pixels for n in IMAGES])
+    pixels = np.stack([decode_avatar((REPO / "tests" / "data" / "hostile" / n).read_bytes()).pixels for n in IMAGES])
     record = {
         "versions": {pkg: version(pkg) for pkg in ("pillow", "keras", "tensorflow-cpu", "numpy")},
         "models": {},

@@ -11,7 +11,7 @@ import pytest
 from silse_spark import cli
 from silse_spark.codes import int_from_twin_value, twin_value_from_int
 
-IMAGES = Path(__file__).resolve().parent / "data" / "images"
+IMAGES = Path(__file__).resolve().parent / "data" / "hostile"
 
 
 def test_hash_prints_codes_and_flags_bad_files(standin_models: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 def test_decoder_survives_fuzzing(tmp_path: Path) -> None:
     pytest.importorskip("atheris")
     corpus = tmp_path / "corpus"
-    shutil.copytree(HERE / "data" / "images", corpus)
+    shutil.copytree(HERE / "data" / "hostile", corpus)
     seconds = int(os.environ.get("SILSE_FUZZ_SECONDS", "45"))
     proc = subprocess.run(
         [sys.executable, str(HERE / "fuzz" / "fuzz_decode.py"), str(corpus),

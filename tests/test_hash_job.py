@@ -16,7 +16,7 @@ from silse_spark.hash_job import run_hash_job
 from silse_spark.model import UnknownModelError, cached_hasher
 from silse_spark.variations import encode
 
-IMAGES = Path(__file__).resolve().parent / "data" / "images"
+IMAGES = Path(__file__).resolve().parent / "data" / "hostile"
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +159,21 @@ def test_unreadable_entries_and_odd_names_keep_their_rows(spark, demo_avatar_pat
         "dangling": "read_error", "q#?": "ok", "sp ace%20": "ok", "ünï": "ok", "zero": "empty"
     }
     assert rows.loc["ünï", "path"] == str(root / "ünï.png")
+
+
+def test_hostile_corpus_gives_one_row_per_file_with_its_status(spark, tmp_path: Path) -> None:  # noqa: ANN001
+    from conftest import HOSTILE, HOSTILE_STATUS
+
+    corpus = tmp_path / "hostile"
+    shutil.copytree(HOSTILE, corpus)
+    (corpus / "unreadable.png").symlink_to(tmp_path / "gone.png")
+    expected = {Path(name).stem: status for name, status in HOSTILE_STATUS.items()} | {"unreadable": "read_error"}
+    assert len(expected) == len(HOSTILE_STATUS) + 1, "fixture stems must be unique"
+    summary = run_hash_job(spark, HashJobConfig("avatars", str(corpus), str(tmp_path / "o"), run_date="2026-01-01"))
+    rows = read_partition(spark, tmp_path / "o", "2026-01-01").set_index("account_id")
+    assert summary.rows == len(expected) == len(rows)
+    assert rows.status.to_dict() == expected
+    ok = rows[rows.status == "ok"]
+    assert ok.twin_value.notna().all() and ok.error.isna().all()
+    bad = rows[rows.status != "ok"]
+    assert bad.twin_value.isna().all() and bad.error.str.len().gt(10).all()

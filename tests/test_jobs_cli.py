@@ -19,7 +19,7 @@ from silse_spark.hashing import FAIL_FIRST_ATTEMPT_ENV
 from silse_spark.model import MODELS_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGES = Path(__file__).resolve().parent / "data" / "images"
+IMAGES = Path(__file__).resolve().parent / "data" / "hostile"
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
 
 

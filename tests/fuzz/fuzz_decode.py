@@ -1,6 +1,6 @@
 """atheris fuzz target for the decoder: any bytes in, a status or a 108x108x3 image out.
 
-    python tests/fuzz/fuzz_decode.py tests/data/images -max_total_time=600 -rss_limit_mb=2048
+    python tests/fuzz/fuzz_decode.py tests/data/hostile -max_total_time=600 -rss_limit_mb=2048
 
 The properties: decode_avatar never raises; an ``ok`` result is a uint8
 108x108x3 array; anything else has a known status and an error message.
