@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -31,7 +31,7 @@ def qualified_location(spark: SparkSession, path: str) -> str:
 
     >>> # qualified_location(spark, "work/output/clusters") -> 'file:/work/main/work/output/clusters'
     """
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm: Any = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     return str(hpath.getFileSystem(conf).makeQualified(hpath).toString())
@@ -85,7 +85,7 @@ def register_tables(spark: SparkSession, database: str, tables: Mapping[str, str
 
 
 def _has_data(spark: SparkSession, path: str) -> bool:
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm: Any = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     fs = hpath.getFileSystem(conf)

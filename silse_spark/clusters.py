@@ -45,7 +45,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from silse_spark.codes import CODE_BITS, CODE_HEX_LENGTH, InvalidTwinValueError, validate_twin_value
 from silse_spark.config import ConfigError, validate_run_date
@@ -447,7 +447,7 @@ def connected_components(edges: DataFrame, max_iterations: int = DEFAULT_MAX_ITE
 
 def partition_dates(spark: SparkSession, directory: str) -> list[str]:
     """The ``run_date=...`` partitions under ``directory``, sorted; ``[]`` if it does not exist."""
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm: Any = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     path = jvm.org.apache.hadoop.fs.Path(directory)
     fs = path.getFileSystem(conf)
@@ -462,7 +462,7 @@ def partition_dates(spark: SparkSession, directory: str) -> list[str]:
 
 def _delete_partition(spark: SparkSession, directory: str, run_date: str) -> None:
     """Remove one date's partition: an empty result must still replace an earlier run of that date."""
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    jvm: Any = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     path = jvm.org.apache.hadoop.fs.Path(f"{directory.rstrip('/')}/run_date={run_date}")
     path.getFileSystem(conf).delete(path, True)
@@ -755,14 +755,14 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
     accounts = one_code_per_account(hashes)
     allowlisted = F.col("twin_value").isin(sorted(config.allowlist)) if config.allowlist else F.lit(False)
     accounts = _persist(accounts.withColumn("allowlisted", allowlisted))
-    counts = accounts.agg(F.count("*"), F.sum(F.col("allowlisted").cast("int"))).first()
+    counts = accounts.agg(F.count("*"), F.sum(F.col("allowlisted").cast("int"))).collect()[0]
     summary.accounts, summary.allowlisted_accounts = int(counts[0]), int(counts[1] or 0)
     accounts = accounts.where(~F.col("allowlisted")).drop("allowlisted")
 
     links = build_links(accounts, config)
     code_counts = links.codes.agg(
         F.count("*"), F.sum(F.col("low_info").cast("int")), F.sum((F.col("accounts") > 1).cast("int"))
-    ).first()
+    ).collect()[0]
     summary.distinct_codes = int(code_counts[0])
     summary.low_info_codes, summary.exact_codes = int(code_counts[1] or 0), int(code_counts[2] or 0)
     summary.prefix_links = links.prefix.count()
@@ -795,7 +795,7 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
 
     totals = cluster_summary.agg(
         F.count("*"), F.sum("size"), F.sum(F.col("cluster_id").startswith(run_date).cast("int"))
-    ).first()
+    ).collect()[0]
     summary.clusters, summary.clustered_accounts = int(totals[0]), int(totals[1] or 0)
     summary.inherited_ids = summary.clusters - int(totals[2] or 0)
     summary.largest = [
