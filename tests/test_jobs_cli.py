@@ -70,9 +70,10 @@ def test_ten_good_two_bad_rerun_and_task_failures(twelve_files: Path, tmp_path: 
 
 
 def test_bad_configuration_exits_2_with_a_helpful_message(tmp_path: Path) -> None:
+    # spark-submit merges the Python driver's stderr into its stdout, so look at both.
     proc = submit("--avatars", str(tmp_path), "--output", str(tmp_path / "o"), "--model", "no-such-model")
-    assert proc.returncode == 2 and "unknown model version 'no-such-model'" in proc.stderr
+    assert proc.returncode == 2 and "unknown model version 'no-such-model'" in proc.stdout + proc.stderr
     proc = submit("--manifest", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "o"))
-    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert proc.returncode == 2 and "does not exist" in proc.stdout + proc.stderr
     proc = submit("--avatars", str(tmp_path), "--output", str(tmp_path / "o"), "--run-date", "yesterday")
-    assert proc.returncode == 2 and "YYYY-MM-DD" in proc.stderr
+    assert proc.returncode == 2 and "YYYY-MM-DD" in proc.stdout + proc.stderr
