@@ -297,13 +297,25 @@ def radius_pairs(codes: DataFrame, radius: int) -> DataFrame:
     else:
         # With each code also keyed by itself, keys shared by two codes give both distances: a code
         # meets a neighbour of b (distance 1), or two neighbours meet (a ^ 2**i == b ^ 2**j,
-        # distance 2). One shuffle of 49 small rows per code and a hash count per key (no sort)
-        # finds the shared keys; the few rows on them are then self-joined. The shuffle comes
-        # first: counting on the map side would hold every (unique) key of a task in memory.
+        # distance 2). A code occurs at most once per key, so one shuffle of 49 keys per code and a
+        # hash aggregation (count, min, max; no sort) give every pair on keys held by exactly two
+        # codes. The shuffle comes first: aggregating on the map side would hold every (unique) key
+        # of a task in memory. The rare keys held by three or more codes (dense campaigns) are
+        # broadcast and their rows self-joined.
         keyed = expanded.unionByName(distinct.select("bits", F.col("bits").alias("key")))
-        shared = keyed.repartition("key").groupBy("key").count().where(F.col("count") > 1).select("key")
-        meeting = keyed.join(shared, "key", "left_semi")
-        joined = meeting.join(meeting.select("key", F.col("bits").alias("other")), "key")
+        shared = _persist(
+            keyed.repartition("key")
+            .groupBy("key")
+            .agg(F.count("*").alias("codes"), F.min("bits").alias("a"), F.max("bits").alias("b"))
+            .where(F.col("codes") > 1)
+        )
+        crowded = shared.where(F.col("codes") > 2).select("key")
+        meeting = keyed.join(F.broadcast(crowded), "key", "left_semi")
+        joined = (
+            meeting.join(meeting.select("key", F.col("bits").alias("other")), "key")
+            .select("bits", "other")
+            .unionByName(shared.where(F.col("codes") == 2).select(F.col("a").alias("bits"), F.col("b").alias("other")))
+        )
     pairs = joined.where(F.col("bits") < F.col("other")).select(F.col("bits").alias("a"), F.col("other").alias("b"))
     distance = F.bit_count(F.col("a").bitwiseXOR(F.col("b")))
     return (
