@@ -289,7 +289,7 @@ def oxygen_candidates(limit: int) -> list[Candidate]:
 
 
 def emoji_candidates(raw: Path, limit: int) -> list[Candidate]:
-    from fontTools.ttLib import TTFont
+    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 
     out_dir = raw / "noto_emoji"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -368,7 +368,8 @@ def build_corpus(output: Path, npm_dir: Path, per_origin: int, dicebear_per_styl
         by_split[split_for(candidates[i].origin, candidates[i].group)].append(i)
     output.mkdir(parents=True, exist_ok=True)
     for split, idx in by_split.items():
-        arr = np.stack([processed[i].canvas for i in idx]) if idx else np.zeros((0, CANVAS, CANVAS, 3), np.uint8)
+        canvases = [c for c in (processed[i].canvas for i in idx) if c is not None]  # kept => decoded
+        arr = np.stack(canvases) if canvases else np.zeros((0, CANVAS, CANVAS, 3), np.uint8)
         np.save(output / f"{split}.npy", arr.astype(np.uint8))
     with open(output / "sources.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
