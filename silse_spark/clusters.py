@@ -97,7 +97,7 @@ class ClusterJobConfig:
     --------
     >>> ClusterJobConfig("work/output/hashes", "work/output", radius=1).radius
     1
-    >>> ClusterJobConfig("h", "o", radius=3)
+    >>> ClusterJobConfig("h", "o", radius=3)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     silse_spark.config.ConfigError: --radius 3 is out of range: expected 0, 1 or 2 ...
