@@ -28,6 +28,7 @@ from silse_spark.evaluation.metrics import (
     MAX_FMR,
     HasherScores,
     impostor_pairs,
+    largest_safe_radius,
     pack_codes,
     score_codes,
 )
@@ -190,6 +191,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, HasherScores]:
         # How much of the false-match rate the synthetic distractors carry.
         s.code["n_impostor_pairs_without_synthetic"] = int(real_pairs.sum())
         s.code["fmr_r0_without_synthetic"] = float((s.impostor[real_pairs] == 0).mean()) if real_pairs.any() else float("nan")
+        s.code["r_star_without_synthetic"] = largest_safe_radius(s.impostor[real_pairs], s.nbits, MAX_FMR)
     timings["metrics"] = time.perf_counter() - t
 
     roles = manifest["role"].value_counts()
