@@ -274,7 +274,11 @@ class TwinHasher:
         out = []
         for start in range(0, len(pixels), self.batch_size):
             chunk = pixels[start : start + self.batch_size].astype(np.float32)
-            out.append(np.asarray(self.model.predict_on_batch(chunk), dtype=np.float32))
+            n = len(chunk)
+            if n < self.batch_size:
+                # Pad to the fixed batch shape: a new shape would retrace the compiled predict step.
+                chunk = np.concatenate([chunk, np.zeros((self.batch_size - n, *chunk.shape[1:]), np.float32)])
+            out.append(np.asarray(self.model.predict_on_batch(chunk), dtype=np.float32)[:n])
         return np.concatenate(out, axis=0)
 
 
