@@ -54,7 +54,8 @@ EXPLORE = [
         "a sample of random pairs (`bit_count(a ^ b)`)."
     ),
     new_code_cell(
-        "members = clusters.join(hashes.select('account_id', 'twin_bits', 'path'), 'account_id')\n"
+        "members = (clusters.select('cluster_id', 'account_id', 'twin_value', 'method')\n"
+        "           .join(hashes.select('account_id', 'twin_bits', 'path'), 'account_id'))\n"
         "mode = (members.groupBy('cluster_id', 'twin_bits').count()\n"
         "        .withColumn('r', F.row_number().over(__import__('pyspark.sql.window', fromlist=['Window'])\n"
         "                    .Window.partitionBy('cluster_id').orderBy(F.desc('count'), 'twin_bits')))\n"
