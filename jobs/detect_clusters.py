@@ -32,6 +32,7 @@ from silse_spark.clusters import (
     run_cluster_job,
 )
 from silse_spark.config import ConfigError
+from silse_spark.entry import run_spark_job
 
 log = logging.getLogger("silse.detect_clusters")
 
@@ -78,18 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"detect_clusters.py: error: {exc}", file=sys.stderr)
         return 2
 
-    from pyspark.sql import SparkSession
-
-    spark = SparkSession.builder.appName("silse-detect-clusters").getOrCreate()
-    try:
-        summary = run_cluster_job(spark, config)
-    except ConfigError as exc:
-        print(f"detect_clusters.py: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        spark.stop()
-    print(summary.table())
-    return 0
+    return run_spark_job("detect_clusters.py", "silse-detect-clusters", run_cluster_job, config, (ConfigError,))
 
 
 if __name__ == "__main__":

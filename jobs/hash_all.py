@@ -19,6 +19,7 @@ import sys
 
 from silse_spark.config import HashJobConfig, today_utc
 from silse_spark.decode import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
+from silse_spark.entry import run_spark_job
 from silse_spark.hash_job import check_model, run_hash_job
 from silse_spark.model import ModelIntegrityError, UnknownModelError
 
@@ -69,18 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hash_all.py: error: {exc}", file=sys.stderr)
         return 2
 
-    from pyspark.sql import SparkSession
-
-    spark = SparkSession.builder.appName(f"silse-hash-all-{config.run_date}").getOrCreate()
-    try:
-        summary = run_hash_job(spark, config)
-    except (ValueError, UnknownModelError, ModelIntegrityError) as exc:
-        print(f"hash_all.py: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        spark.stop()
-    print(summary.table())
-    return 0
+    return run_spark_job("hash_all.py", f"silse-hash-all-{config.run_date}", run_hash_job, config,
+                         (ValueError, UnknownModelError, ModelIntegrityError))
 
 
 if __name__ == "__main__":
