@@ -18,7 +18,7 @@ import logging
 import os
 import platform
 import shutil
-import subprocess
+import subprocess  # nosec B404 - runs spark-submit with a fixed argument list
 import sys
 import time
 from pathlib import Path
@@ -150,7 +150,7 @@ def classical_rates(paths: list[Path]) -> dict[str, float]:
 def spark_run(args: list[str]) -> tuple[float, str]:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     start = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.run(  # nosec B603 - fixed argv, no shell
         [str(Path(sys.executable).parent / "spark-submit"), "--conf", "spark.ui.showConsoleProgress=false",
          str(REPO / "jobs" / "hash_all.py"), *args],
         capture_output=True, text=True, env=env, cwd=REPO, check=False,

@@ -99,14 +99,17 @@ def sniff_format(prefix: bytes) -> str | None:
     No parser runs: this only names what a disallowed file claims to be.
     """
     Image.init()
-    for fmt in Image.ID:
-        accept = Image.OPEN[fmt][1]
-        try:
-            if accept is not None and accept(prefix):
-                return fmt
-        except Exception:  # noqa: BLE001 - a prefix check that trips is simply no match
-            continue
-    return None
+    return next((fmt for fmt in Image.ID if _accepts(Image.OPEN[fmt][1], prefix)), None)
+
+
+def _accepts(accept: object, prefix: bytes) -> bool:
+    """Pillow's prefix check for one format; one that trips on odd bytes is simply no match."""
+    if not callable(accept):
+        return False
+    try:
+        return bool(accept(prefix))
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import socket
-import subprocess
+import subprocess  # nosec B404 - starts Spark's own launcher with fixed arguments
 import sys
 import time
 import urllib.request
@@ -49,14 +49,16 @@ class StandaloneCluster:
 
         env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1",
                "SPARK_HOME": os.environ.get("SPARK_HOME", os.path.dirname(pyspark.__file__))}
-        proc = subprocess.Popen([self.spark_class, *args], stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(  # nosec B603 - Spark's launcher, fixed arguments, no shell
+            [self.spark_class, *args], stdout=log_file, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True)
         self.processes.append(proc)
         return proc
 
     def alive_workers(self) -> int:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.ui_port}/json/", timeout=5) as resp:  # noqa: S310
+            url = f"http://127.0.0.1:{self.ui_port}/json/"  # fixed scheme and host: the loopback master UI
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310  # nosec B310
                 return int(json.load(resp).get("aliveworkers", 0))
         except OSError:
             return 0

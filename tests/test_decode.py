@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HOSTILE_STATUS
 from PIL import Image
 
 from silse_spark.decode import (
-    STATUS_DECODE_ERROR,
-    STATUS_EMPTY,
     STATUS_OK,
     STATUS_TOO_LARGE,
     STATUS_UNSUPPORTED,
@@ -18,8 +17,6 @@ from silse_spark.decode import (
     decode_file,
 )
 from silse_spark.variations import encode
-
-from conftest import HOSTILE_STATUS
 
 IMAGES = Path(__file__).resolve().parent / "data" / "hostile"
 
