@@ -26,7 +26,9 @@ def submit(master: str, script: Path, *args: str, archive: bool = True) -> subpr
     env["PYSPARK_DRIVER_PYTHON"] = sys.executable
     conf = ["--conf", "spark.ui.showConsoleProgress=false"]
     if archive:
-        conf += ["--archives", f"{ARCHIVE}#environment", "--conf", "spark.pyspark.python=./environment/bin/python"]
+        # The driver keeps its own interpreter: the spark.pyspark.* confs win over PYSPARK_* variables.
+        conf += ["--archives", f"{ARCHIVE}#environment", "--conf", "spark.pyspark.python=./environment/bin/python",
+                 "--conf", f"spark.pyspark.driver.python={sys.executable}"]
     else:
         env["PYSPARK_PYTHON"] = sys.executable
     return subprocess.run([str(Path(sys.executable).parent / "spark-submit"), "--master", master, *conf,
