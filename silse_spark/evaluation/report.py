@@ -170,6 +170,16 @@ def _family_table(scores: dict[str, HasherScores], families: Sequence[str], key:
     return markdown_table(["family", *names], rows)
 
 
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write (PNG, 90 dpi) and close one figure; return its path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
 def write_plots(scores: dict[str, HasherScores], families: Sequence[str], img_dir: Path) -> list[Path]:
     """Write the three plots; return their paths.
 
@@ -204,11 +214,7 @@ def write_plots(scores: dict[str, HasherScores], families: Sequence[str], img_di
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
     axes[0, 0].legend()
-    fig.tight_layout()
-    path = img_dir / "eval_distances.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(_save_figure(fig, img_dir / "eval_distances.png"))
 
     fig, axes = plt.subplots(2, 1, figsize=(13, 7), sharex=True)
     x = np.arange(len(families))
@@ -224,11 +230,7 @@ def write_plots(scores: dict[str, HasherScores], families: Sequence[str], img_di
         ax.set_ylim(0, 1.05)
     axes[1].set_xticks(x, list(families), rotation=30, ha="right")
     axes[0].legend(ncol=min(len(names), 8), fontsize=8, loc="upper right")
-    fig.tight_layout()
-    path = img_dir / "eval_recall_by_family.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(_save_figure(fig, img_dir / "eval_recall_by_family.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for ax, group in zip(axes, HEADLINE_SETS):
@@ -249,11 +251,7 @@ def write_plots(scores: dict[str, HasherScores], families: Sequence[str], img_di
         ax.set_ylim(0, 1.02)
     axes[0].set_ylabel("recall within radius")
     axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    path = img_dir / "eval_recall_vs_radius.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(_save_figure(fig, img_dir / "eval_recall_vs_radius.png"))
     return paths
 
 
