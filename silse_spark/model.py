@@ -317,3 +317,43 @@ def _build_v1(keras_mod: Any) -> keras.Model:
 
 
 ARCHITECTURES["v1"] = _build_v1
+
+
+def _build_v2(keras_mod: Any) -> keras.Model:
+    """silse-v2 candidate: the v1 trunk with a translation-tolerant head.
+
+    v1 flattens its 7x7 feature map, so a 10% shift (about one cell) moves
+    every feature to another weight of the dense head and flips bits. v2 ends
+    with global average and global max pooling of a wider 7x7 map (both are
+    unchanged when the drawing moves inside the frame), then the same
+    dense 256 -> 48 head. A second separable block at 14x14 and one at 7x7
+    widen the receptive field so that pooled features still encode layout.
+    """
+    layers = keras_mod.layers
+    inputs = keras_mod.Input(shape=(INPUT_SIZE, INPUT_SIZE, 3), name="universal_input")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="color_preprocessing")(inputs)
+
+    def block(x: Any, name: str, filters: int, kernel: int = 3, stride: int = 1, separable: bool = False) -> Any:
+        conv = layers.SeparableConv2D if separable else layers.Conv2D
+        x = conv(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.ReLU(name=f"{name}_relu")(x)
+
+    x = block(x, "stem", 32, kernel=5, stride=2)          # 54x54
+    x = block(x, "conv_2", 64, stride=2)                  # 27x27
+    x = block(x, "conv_3", 64)
+    x = block(x, "conv_4", 128, stride=2)                 # 14x14
+    x = block(x, "sep_5", 128, separable=True)
+    x = block(x, "sep_6", 128, separable=True)
+    x = block(x, "conv_7", 256, stride=2)                 # 7x7
+    x = block(x, "sep_8", 256, separable=True)
+    pooled = layers.Concatenate(name="pool_concat")([
+        layers.GlobalAveragePooling2D(name="avg_pool")(x),
+        layers.GlobalMaxPooling2D(name="max_pool")(x),
+    ])
+    x = layers.Dense(256, activation="relu", name="fc_256")(pooled)
+    outputs = layers.Dense(CODE_BITS, activation="sigmoid", name="code", dtype="float32")(x)
+    return keras_mod.Model(inputs, outputs, name="silse_v2")
+
+
+ARCHITECTURES["v2"] = _build_v2

@@ -31,6 +31,17 @@ def test_seed_architecture_matches_the_design() -> None:
     assert not any(type(layer).__name__ == "Lambda" for layer in m.layers)
 
 
+@pytest.mark.parametrize("architecture", sorted(model_mod.ARCHITECTURES))
+def test_every_architecture_keeps_the_input_and_code_contract(architecture: str) -> None:
+    m = model_mod.build_model(architecture)
+    assert m.input_shape == (None, 108, 108, 3)
+    assert m.output_shape == (None, 48)
+    assert m.get_layer("color_preprocessing") is not None  # scaling inside the model, not in the caller
+    assert not any(type(layer).__name__ == "Lambda" for layer in m.layers)
+    out = np.asarray(m(np.full((2, 108, 108, 3), 200.0, np.float32), training=False))
+    assert out.shape == (2, 48) and ((out >= 0) & (out <= 1)).all()
+
+
 def test_preprocessing_scales_pixels_to_minus_one_one() -> None:
     m = model_mod.build_model("seed")
     layer = m.get_layer("color_preprocessing")

@@ -183,11 +183,34 @@ def test_named_configs_are_valid_and_seed_follows_the_design() -> None:
         ({"balance_weight": -1.0}, "balance_weight"),
         ({"anchor_alter_prob": 1.5}, "anchor_alter_prob"),
         ({"init_from": "seed"}, "use --resume"),
+        ({"init_from": "v1", "init_weights": "silse-v1"}, "at most one of init_from"),
     ],
 )
 def test_config_validation_says_what_is_wrong(changes: dict[str, object], message: str) -> None:
     with pytest.raises(TrainConfigError, match=message):
         dataclasses.replace(get_config("seed"), **changes)
+
+
+def test_init_weights_starts_from_the_shipped_model_of_the_same_architecture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from silse_spark.model import MODELS_DIR_ENV, load_model
+    from silse_spark.training.train import train
+
+    monkeypatch.delenv(MODELS_DIR_ENV, raising=False)  # the packaged models, not a test stand-in
+
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "train.npy", np.random.default_rng(0).integers(0, 256, (8, 128, 128, 3), dtype=np.uint8))
+    config = dataclasses.replace(get_config("v1-r2"), batch_size=4, learning_rate=1e-9, mixed_bfloat16=False)
+    model, state = train(config, data, tmp_path / "ck", minutes=None, steps=1, resume=False)
+    assert state.step == 1
+    shipped = load_model("silse-v1")
+    kernel, shipped_kernel = model.get_layer("code").get_weights()[0], shipped.get_layer("code").get_weights()[0]
+    np.testing.assert_allclose(kernel, shipped_kernel, atol=1e-6)  # one step at lr 1e-9 moves nothing visible
+    wrong = dataclasses.replace(config, architecture="v2")
+    with pytest.raises(TrainConfigError, match="same architecture"):
+        train(wrong, data, tmp_path / "ck2", minutes=None, steps=1, resume=False)
 
 
 def test_unknown_config_name_lists_the_known_ones() -> None:

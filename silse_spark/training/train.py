@@ -94,6 +94,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_minutes: float = 3.0
     init_from: str = ""
+    init_weights: str = ""
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -123,6 +124,8 @@ class TrainConfig:
             problems.append(f"loss weights must be >= 0, got {negative}")
         if self.init_from == self.name:
             problems.append(f"init_from {self.init_from!r} names the configuration itself; use --resume instead")
+        if self.init_from and self.init_weights:
+            problems.append("set at most one of init_from (a checkpoint) and init_weights (a shipped model version)")
         if self.checkpoint_minutes <= 0:
             problems.append(f"checkpoint_minutes {self.checkpoint_minutes} must be > 0")
         if problems:
@@ -167,6 +170,25 @@ CONFIGS["v1-finetune"] = replace(
     init_from="v1",
     description=("second phase of v1: starts from the v1 checkpoint with a fresh Adam at a 5x lower learning "
                  "rate, double weight on copy agreement and 3x on quantisation"),
+)
+CONFIGS["v1-r2"] = replace(
+    CONFIGS["v1-finetune"],
+    name="v1-r2",
+    learning_rate=3e-4,
+    seed=2,
+    init_from="",
+    init_weights="silse-v1",
+    description=("third phase of v1: starts from the shipped silse-v1 weights (fresh Adam at 3e-4) with the "
+                 "v1-finetune loss weights"),
+)
+CONFIGS["v2"] = replace(
+    CONFIGS["v1"],
+    name="v2",
+    architecture="v2",
+    pos_weight=2.0,
+    quantisation_weight=0.2,
+    description=("v2 architecture (v1 trunk, global average+max pooled head for shift tolerance), the v1 "
+                 "variations and margin loss with double weight on copy agreement"),
 )
 """Named configurations, selected with ``--config``."""
 
@@ -288,6 +310,16 @@ def train(
         raw = json.loads((source / "state.json").read_text(encoding="utf-8"))["state"]
         state = TrainState(**raw)
         log.info("initialised %s from %s at step %d (%d pairs)", config.name, source, state.step, state.pairs)
+    elif config.init_weights:
+        from silse_spark.model import get_model_spec, verify_weights
+
+        spec = get_model_spec(config.init_weights)
+        if spec.architecture != config.architecture:
+            raise TrainConfigError(f"configuration {config.name!r} ({config.architecture}) cannot start from "
+                                   f"{spec.version!r}, a {spec.architecture} model; init_weights must name a "
+                                   f"model of the same architecture")
+        model.load_weights(str(verify_weights(spec)))  # SHA-256 checked; a fresh optimizer
+        log.info("initialised %s from the shipped weights of %s", config.name, spec.version)
     elif resume:
         log.warning("--resume: no checkpoint in %s, starting fresh", checkpoint_dir)
     batches = PairBatches(canvases, config.families, config.batch_size, seed=config.seed + 7919 * state.step,
