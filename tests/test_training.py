@@ -89,6 +89,12 @@ def test_v1_terms_on_known_inputs() -> None:
     copied = f32(np.repeat(independent[:, :1], 48, axis=1))
     assert float(losses.decorrelation_loss(independent)) < 0.01
     assert float(losses.decorrelation_loss(copied)) > 0.95
+    # Exact-code term: one flipped bit costs 1/48 in the mean margin loss but a full hinge among the weakest 4.
+    flipped = np.ones((2, 48), np.float32)
+    flipped[0, 7] = -1.0
+    assert float(losses.positive_margin_loss(ones, f32(flipped), 0.5)) == pytest.approx(1.5 / 96)
+    assert float(losses.weakest_bits_loss(ones, f32(flipped), 0.5, 4)) == pytest.approx(1.5 / 8)
+    assert float(losses.weakest_bits_loss(ones, ones, 0.5, 4)) == 0.0
 
 
 def test_pair_objective_splits_rows_into_originals_and_copies() -> None:

@@ -103,6 +103,25 @@ def positive_margin_loss(u_a: Tensor, u_b: Tensor, margin: float) -> Tensor:
     return ops.mean(ops.relu(margin - u_a * u_b))
 
 
+def weakest_bits_loss(u_a: Tensor, u_b: Tensor, margin: float, k: int) -> Tensor:
+    """Mean over pairs of the ``k`` largest per-bit hinges ``relu(margin - u_a * u_b)``.
+
+    The exact-code objective: a copy keeps its twin value only if *every* bit
+    agrees, so this term puts the gradient on each pair's weakest bits, where
+    :func:`positive_margin_loss` spreads it over all 48 (one flipped bit costs
+    only 1/48 there).
+
+    >>> import numpy as np
+    >>> u = np.ones((1, 48), "float32")
+    >>> v = u.copy(); v[0, 5] = -1.0
+    >>> float(weakest_bits_loss(u, u, 0.5, 2)), float(weakest_bits_loss(u, v, 0.5, 2))
+    (0.0, 0.75)
+    """
+    hinge = ops.relu(margin - u_a * u_b)
+    top, _ = ops.top_k(hinge, k)
+    return ops.mean(top)
+
+
 def similarity_matrix(u_a: Tensor, u_b: Tensor) -> Tensor:
     """Mean bit agreement ``u_a[i] . u_b[j] / bits`` for all pairs, in [-1, 1]."""
     bits = ops.cast(ops.shape(u_a)[-1], "float32")
@@ -194,6 +213,8 @@ class PairObjective(keras.losses.Loss):
         balance_weight: float = 0.0,
         decorrelation_weight: float = 0.0,
         quantisation_weight: float = 0.0,
+        weakest_bits_weight: float = 0.0,
+        weakest_bits_k: int = 4,
         name: str = "silse_pair_objective",
         **kwargs: Any,
     ) -> None:
@@ -209,6 +230,8 @@ class PairObjective(keras.losses.Loss):
         self.balance_weight = balance_weight
         self.decorrelation_weight = decorrelation_weight
         self.quantisation_weight = quantisation_weight
+        self.weakest_bits_weight = weakest_bits_weight
+        self.weakest_bits_k = weakest_bits_k
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         y_pred = ops.cast(y_pred, "float32")
@@ -220,6 +243,8 @@ class PairObjective(keras.losses.Loss):
         both = ops.concatenate([u_a, u_b], axis=0)
         loss = self.pos_weight * positive_margin_loss(u_a, u_b, self.pos_margin)
         loss = loss + self.neg_weight * negative_similarity_loss(u_a, u_b, self.neg_margin, self.hard_weight)
+        if self.weakest_bits_weight:
+            loss = loss + self.weakest_bits_weight * weakest_bits_loss(u_a, u_b, self.pos_margin, self.weakest_bits_k)
         if self.balance_weight:
             loss = loss + self.balance_weight * balance_loss(both)
         if self.decorrelation_weight:
@@ -234,6 +259,7 @@ class PairObjective(keras.losses.Loss):
             kind=self.kind, pos_margin=self.pos_margin, neg_margin=self.neg_margin,
             hard_weight=self.hard_weight, pos_weight=self.pos_weight, neg_weight=self.neg_weight,
             balance_weight=self.balance_weight, decorrelation_weight=self.decorrelation_weight,
-            quantisation_weight=self.quantisation_weight,
+            quantisation_weight=self.quantisation_weight, weakest_bits_weight=self.weakest_bits_weight,
+            weakest_bits_k=self.weakest_bits_k,
         )
         return config

@@ -91,6 +91,8 @@ class TrainConfig:
     balance_weight: float = 0.0
     decorrelation_weight: float = 0.0
     quantisation_weight: float = 0.0
+    weakest_bits_weight: float = 0.0
+    weakest_bits_k: int = 4
     seed: int = 0
     checkpoint_minutes: float = 3.0
     init_from: str = ""
@@ -126,6 +128,8 @@ class TrainConfig:
             problems.append(f"init_from {self.init_from!r} names the configuration itself; use --resume instead")
         if self.init_from and self.init_weights:
             problems.append("set at most one of init_from (a checkpoint) and init_weights (a shipped model version)")
+        if not 1 <= self.weakest_bits_k <= 48:
+            problems.append(f"weakest_bits_k {self.weakest_bits_k} must be between 1 and 48")
         if self.checkpoint_minutes <= 0:
             problems.append(f"checkpoint_minutes {self.checkpoint_minutes} must be > 0")
         if problems:
@@ -178,17 +182,19 @@ CONFIGS["v1-r2"] = replace(
     seed=2,
     init_from="",
     init_weights="silse-v1",
+    weakest_bits_weight=2.0,
     description=("third phase of v1: starts from the shipped silse-v1 weights (fresh Adam at 3e-4) with the "
-                 "v1-finetune loss weights"),
+                 "v1-finetune loss weights plus the exact-code term on each copy's 4 weakest bits"),
 )
 CONFIGS["v2"] = replace(
     CONFIGS["v1"],
     name="v2",
     architecture="v2",
-    pos_weight=2.0,
+    weakest_bits_weight=2.0,
+    weakest_bits_k=4,
     quantisation_weight=0.2,
     description=("v2 architecture (v1 trunk, global average+max pooled head for shift tolerance), the v1 "
-                 "variations and margin loss with double weight on copy agreement"),
+                 "variations and loss plus an exact-code term on each copy's 4 weakest bits"),
 )
 """Named configurations, selected with ``--config``."""
 
@@ -210,7 +216,8 @@ def make_objective(config: TrainConfig) -> Any:
         kind=config.loss, pos_margin=config.pos_margin, neg_margin=config.neg_margin,
         hard_weight=config.hard_weight, pos_weight=config.pos_weight, neg_weight=config.neg_weight,
         balance_weight=config.balance_weight, decorrelation_weight=config.decorrelation_weight,
-        quantisation_weight=config.quantisation_weight,
+        quantisation_weight=config.quantisation_weight, weakest_bits_weight=config.weakest_bits_weight,
+        weakest_bits_k=config.weakest_bits_k,
     )
 
 
