@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: test-cluster venv run demo hash clusters test lint data train eval bench bench-clusters package clean
+.PHONY: test-cluster venv run demo hash clusters test lint data train eval bench bench-clusters bench-driver package clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,7 @@ run: clusters
 
 test: venv
 	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --doctest-modules silse_spark
 	$(VENV)/bin/bandit -q -r silse_spark
 
 # Multi-process check with the packed environment on a loopback standalone cluster (slow: ~5 min).
@@ -77,6 +78,10 @@ bench: venv
 
 bench-clusters: venv
 	$(PY) jobs/bench_clusters.py --output docs
+
+bench-driver: venv
+	# Driver peak RSS of both jobs on a loopback standalone cluster, 325 and 3,250 images.
+	$(PY) -m silse_spark.driver_memory --output docs
 
 # Wheel (model weights inside) and a relocatable environment for executors (venv-pack),
 # for spark-submit --archives dist/silse-env.tar.gz#environment (see docs/deploy.md).

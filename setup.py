@@ -29,6 +29,7 @@ setup(
     ],
     extras_require={
         "eval": ["imagehash>=4.3", "pdqhash>=0.2.5", "matplotlib>=3.8"],
+        "bench": ["psutil>=5.9"],
         "dev": [
             "pytest>=8",
             "hypothesis>=6.100",
@@ -42,6 +43,7 @@ setup(
             "imagehash>=4.3",
             "pdqhash>=0.2.5",
             "matplotlib>=3.8",
+            "psutil>=5.9",
         ],
     },
     entry_points={"console_scripts": ["silse=silse_spark.cli:main"]},

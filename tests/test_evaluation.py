@@ -26,7 +26,13 @@ from silse_spark.evaluation.metrics import (
     pairwise_scores,
     score_codes,
 )
-from silse_spark.evaluation.silse import HashJobError, _codes_from_output
+from silse_spark.evaluation.silse import (
+    HashJobError,
+    _codes_from_output,
+    cluster_job_groups,
+    hash_with_job,
+    labels_from_clusters,
+)
 from silse_spark.evaluation.suite import SuiteConfig, build_suite, pixel_sha256
 from silse_spark.variations import EXTRA_FAMILIES, FAMILIES, SEED_FAMILIES
 
@@ -237,6 +243,24 @@ def test_job_output_is_mapped_back_to_items() -> None:
     assert codes == [7, 5, None] and counts == {"ok": 2, "decode_error": 1}
     with pytest.raises(HashJobError, match="no row"):
         _codes_from_output(frame, ["a", "zz"], "v")
+
+
+def test_cluster_job_groups_come_from_the_real_jobs(
+    tmp_path: Path, demo_avatar_paths: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from silse_spark.model import MODELS_DIR_ENV, default_model_version
+
+    monkeypatch.delenv(MODELS_DIR_ENV, raising=False)  # the shipped default model, not a random stand-in
+    # Four re-uploads of one avatar (identical bytes, so identical codes) and three other avatars.
+    rows = [(f"same{i}", demo_avatar_paths[0]) for i in range(4)]
+    rows += [(f"other{i}", p) for i, p in enumerate(demo_avatar_paths[1:4])]
+    items = pd.DataFrame({"item_id": [r[0] for r in rows], "path": [str(r[1]) for r in rows]})
+    run = hash_with_job(items, default_model_version(), tmp_path / "work")
+    assert run.output is not None and run.status_counts == {"ok": 7}
+    labels = cluster_job_groups(items, run, tmp_path / "work")
+    assert labels is not None and len(set(labels[:4])) == 1 and not str(labels[0]).startswith("alone:")
+    assert labels[4:] == [f"alone:{item}" for item in items.item_id[4:]]  # distinct avatars stay apart
+    assert labels_from_clusters(["x"], pd.DataFrame({"account_id": [], "cluster_id": []})) == ["alone:x"]
 
 
 def test_run_writes_json_and_markdown_with_every_hasher_and_family(tmp_path: Path, demo_avatar_paths: list[Path]) -> None:

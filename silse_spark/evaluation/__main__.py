@@ -177,7 +177,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, HasherScores]:
     descriptions: dict[str, str] = {}
     for run in runs:
         packed, valid = pack_codes(run.codes, 48)
-        clusters = cluster_job_groups(manifest, run)
+        clusters = cluster_job_groups(manifest, run, config.work / "silse")
         groupings = {"cluster": clusters} if clusters is not None else None
         scores[run.version] = score_codes(manifest, packed, valid, 48, family_sets, impostors, groupings)
         descriptions[run.version] = f"silse model {run.version}, 48-bit twin value ({run.method})"

@@ -359,11 +359,25 @@ def build_markdown(doc: dict[str, Any], scores: dict[str, HasherScores],
                          str(f.get("exact_true_pairs", "n/a"))])
     lines += [markdown_table(["hasher", "families", "precision", "recall", "F1", "predicted pairs",
                               "true pairs"], rows), ""]
+    clustered = [n for n in names if "cluster_f1" in scores[n].families.get("seed", {})]
+    if clustered:
+        lines += ["## Groups formed by the cluster-detection job (pairwise precision / recall / F1)", "",
+                  ("`jobs/detect_clusters.py` with its default settings (exact, prefix and radius links, "
+                   "clusters of at least 3 accounts) run on the same hash job output; an item in no "
+                   "cluster is a group of its own."), ""]
+        rows = []
+        for n in clustered:
+            for group in ("seed", "extra", "all"):
+                f = scores[n].families.get(group, {})
+                rows.append([n, group, fmt(f.get("cluster_precision")), fmt(f.get("cluster_recall")),
+                             fmt(f.get("cluster_f1")), str(f.get("cluster_predicted_pairs", "n/a")),
+                             str(f.get("cluster_true_pairs", "n/a"))])
+        lines += [markdown_table(["model", "families", "precision", "recall", "F1", "predicted pairs",
+                                  "true pairs"], rows), ""]
+    else:
+        lines += ["Groups from the cluster-detection job are scored only when the codes come from the "
+                  "hash job (not with `--in-process`).", ""]
     lines += [
-        ("Groups from the cluster-detection job are not scored yet: the hook is "
-        "`silse_spark.evaluation.silse.cluster_job_groups`, which returns nothing until "
-        "`silse_spark/clusters.py` exists."),
-        "",
         "## The codes themselves",
         "",
         ("Over the distinct images (sources and distractors): bit balance is the mean of each bit "

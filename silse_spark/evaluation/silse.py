@@ -52,6 +52,8 @@ class SilseRun:
     method: str
     seconds: float
     status_counts: dict[str, int]
+    output: Path | None = None
+    """The hash job's Parquet output (``None`` for in-process codes)."""
 
 
 def spark_submit_path() -> Path:
@@ -63,6 +65,30 @@ def spark_submit_path() -> Path:
     'spark-submit'
     """
     return Path(sys.prefix) / "bin" / "spark-submit"
+
+
+def _spark_env() -> dict[str, str]:
+    env = dict(os.environ)
+    python = str(Path(sys.prefix) / "bin" / "python")
+    env.setdefault("PYSPARK_PYTHON", python)
+    env.setdefault("PYSPARK_DRIVER_PYTHON", python)
+    return env
+
+
+def _run_logged(command: list[str], repo: Path, log_file: Path, timeout_s: int, what: str) -> float:
+    """Run a spark-submit command with its output in ``log_file``; seconds taken, or HashJobError."""
+    log.info("running %s (log: %s)", " ".join(command), log_file)
+    start = time.perf_counter()
+    with open(log_file, "w", encoding="utf-8") as fh:
+        try:
+            done = subprocess.run(command, cwd=repo, env=_spark_env(), stdout=fh,  # nosec B603
+                                  stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise HashJobError(f"{what} ran over {timeout_s} s; see {log_file}") from exc
+    if done.returncode != 0:
+        tail = log_file.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise HashJobError(f"{what} exited with {done.returncode}; log {log_file} ends:\n{tail}")
+    return time.perf_counter() - start
 
 
 def job_command(repo: Path, manifest: Path, output: Path, version: str) -> list[str]:
@@ -128,26 +154,11 @@ def hash_with_job(
     if output.exists():
         shutil.rmtree(output)  # no stale partition from an earlier suite can leak in
     command = job_command(repo, manifest, output, version)
-    env = dict(os.environ)
-    python = str(Path(sys.prefix) / "bin" / "python")
-    env.setdefault("PYSPARK_PYTHON", python)
-    env.setdefault("PYSPARK_DRIVER_PYTHON", python)
-    log.info("running %s (log: %s)", " ".join(command), log_file)
-    start = time.perf_counter()
-    with open(log_file, "w", encoding="utf-8") as fh:
-        try:
-            done = subprocess.run(command, cwd=repo, env=env, stdout=fh, stderr=subprocess.STDOUT,  # nosec B603
-                                  timeout=timeout_s, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise HashJobError(f"hash job for {version} ran over {timeout_s} s; see {log_file}") from exc
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = log_file.read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise HashJobError(f"hash job for {version} exited with {done.returncode}; log {log_file} ends:\n{tail}")
+    seconds = _run_logged(command, repo, log_file, timeout_s, f"hash job for {version}")
     frame = pd.read_parquet(output, columns=["account_id", "twin_bits", "status", "model_version"])
     codes, counts = _codes_from_output(frame, items["item_id"].tolist(), version)
     log.info("hash job for %s: %.0f s, statuses %s", version, seconds, counts)
-    return SilseRun(version, codes, "jobs/hash_all.py via spark-submit", seconds, counts)
+    return SilseRun(version, codes, "jobs/hash_all.py via spark-submit", seconds, counts, output)
 
 
 def hash_in_process(items: pd.DataFrame, version: str) -> SilseRun:
@@ -172,19 +183,46 @@ def hash_in_process(items: pd.DataFrame, version: str) -> SilseRun:
                     time.perf_counter() - start, {str(k): int(v) for k, v in counts.items()})
 
 
-def cluster_job_groups(items: pd.DataFrame, run: SilseRun) -> list[object] | None:
-    """Hook for the cluster-detection job: one cluster label per suite item, or ``None``.
+def cluster_command(hashes: Path, output: Path) -> list[str]:
+    """The argument list that clusters the evaluation's hash job output with the job's defaults."""
+    return [str(spark_submit_path()), "jobs/detect_clusters.py", "--hashes", str(hashes), "--output", str(output),
+            "--run-date", RUN_DATE, "--no-register"]
 
-    Once ``silse_spark/clusters.py`` exists, run it on the hash job's output
-    and return the cluster of each item (in ``items`` order; items without a
-    cluster get a label of their own). The evaluation then scores those
-    groups next to the exact-code groups as ``cluster_precision``,
-    ``cluster_recall`` and ``cluster_f1``. Until then it returns ``None`` and
-    the report says so.
+
+def labels_from_clusters(item_ids: list[str], clusters: pd.DataFrame) -> list[object]:
+    """One label per item: its ``cluster_id``, or a label of its own when it is in no cluster.
+
+    Examples
+    --------
+    >>> clusters = pd.DataFrame({"account_id": ["a", "c"], "cluster_id": ["2026-01-01_86df", "2026-01-01_86df"]})
+    >>> labels_from_clusters(["a", "b", "c"], clusters)
+    ['2026-01-01_86df', 'alone:b', '2026-01-01_86df']
+    """
+    by_account = dict(zip(clusters["account_id"], clusters["cluster_id"], strict=True))
+    return [by_account.get(item, f"alone:{item}") for item in item_ids]
+
+
+def cluster_job_groups(
+    items: pd.DataFrame, run: SilseRun, work: Path | None = None, repo: Path = REPO_ROOT, timeout_s: int = 1800
+) -> list[object] | None:
+    """Run ``jobs/detect_clusters.py`` (default settings) on the run's hash output; one label per item.
+
+    Items without a cluster get a label of their own. Returns ``None`` when
+    the codes did not come from the hash job (in-process development runs),
+    since the cluster job reads the hash job's Parquet.
 
     Examples
     --------
     >>> cluster_job_groups(pd.DataFrame({"item_id": []}), SilseRun("v", [], "", 0.0, {})) is None
     True
     """
-    return None
+    if run.output is None:
+        return None
+    work = Path(work or run.output.parent).resolve()
+    output = work / f"clusters-{run.version}"
+    if output.exists():
+        shutil.rmtree(output)
+    _run_logged(cluster_command(run.output, output), repo, work / f"detect_clusters-{run.version}.log",
+                timeout_s, f"cluster job for {run.version}")
+    clusters = pd.read_parquet(output / "clusters", columns=["account_id", "cluster_id"])
+    return labels_from_clusters(items["item_id"].tolist(), clusters)

@@ -1,0 +1,177 @@
+"""``make bench-driver``: does the driver's memory stay flat as the input grows?
+
+The jobs must never bring per-image data to the driver (no ``collect`` of
+rows, no Python-side loops over accounts), so the driver's memory should not
+depend on how many avatars are hashed or clustered. This measures it rather
+than asserting it: both jobs run on a loopback standalone cluster (a Master and
+two Workers started with ``spark-class``, see :mod:`silse_spark.standalone`),
+so the driver JVM and the driver's Python process hold only driver work, on a
+base input and on ``--factor`` times as many distinct images. ``psutil``
+samples the resident set size (RSS) of the driver JVM (the ``spark-submit``
+process) and of the driver's Python process every 0.2 s; the peaks are
+written to ``docs/driver-memory.md`` and ``.json``.
+
+    python -m silse_spark.driver_memory --output docs [--images 325 --factor 10]
+
+RSS is what the operating system charges; the JVM grows its heap lazily up to
+``spark.driver.memory``, so a longer run may show a little more RSS without
+holding more data. The verdict compares the peaks with that in mind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess  # nosec B404 - runs spark-submit with a fixed argument list
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from silse_spark.bench import make_images
+from silse_spark.standalone import StandaloneCluster
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[1]
+DRIVER_MEMORY = "1g"
+SAMPLE_S = 0.2
+
+
+def _rss(proc: Any) -> int:
+    try:
+        return int(proc.memory_info().rss)
+    except Exception:  # noqa: BLE001 - the process may exit between listing and reading  # nosec B110
+        return 0
+
+
+def submit_and_sample(master: str, script: Path, args: list[str]) -> dict[str, Any]:
+    """Run one job with ``spark-submit``; peak RSS of the driver JVM and the driver Python, in MiB."""
+    import psutil
+
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env.pop("SILSE_MODELS_DIR", None)
+    argv = [str(Path(sys.executable).parent / "spark-submit"), "--master", master,
+            "--driver-memory", DRIVER_MEMORY, "--conf", "spark.ui.showConsoleProgress=false",
+            str(script), *args]
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,  # nosec B603
+                            env=env, cwd=REPO)
+    jvm = psutil.Process(proc.pid)  # spark-submit execs the JVM: same pid
+    peak_jvm = peak_py = 0
+    while proc.poll() is None:
+        peak_jvm = max(peak_jvm, _rss(jvm))
+        try:
+            children = jvm.children(recursive=True)
+        except psutil.Error:
+            children = []
+        drivers = [c for c in children if script.name in " ".join(_cmdline(c))]
+        peak_py = max([peak_py, *(_rss(c) for c in drivers)])
+        time.sleep(SAMPLE_S)
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script.name} failed (exit {proc.returncode}):\n{stderr[-3000:]}")
+    return {"wall_s": round(wall, 1), "driver_jvm_peak_rss_mib": round(peak_jvm / 2**20, 1),
+            "driver_python_peak_rss_mib": round(peak_py / 2**20, 1)}
+
+
+def _cmdline(proc: Any) -> list[str]:
+    try:
+        return list(proc.cmdline())
+    except Exception:  # noqa: BLE001 - exited or not ours  # nosec B110
+        return []
+
+
+def run(output: Path, base: int, factor: int, work: Path, sources: Path, model: str | None) -> dict[str, Any]:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    sizes = [base, base * factor]
+    rows = []
+    with StandaloneCluster(work / "cluster", workers=2) as cluster:
+        for count in sizes:
+            images = work / f"images_{count}"
+            make_images(images, count, sources)
+            hashes, clusters = work / f"hashes_{count}", work / f"clusters_{count}"
+            hash_args = ["--avatars", str(images), "--output", str(hashes), "--run-date", "2026-01-01"]
+            if model:
+                hash_args += ["--model", model]
+            log.info("hash_all.py on %d images", count)
+            hashed = submit_and_sample(cluster.url, REPO / "jobs" / "hash_all.py", hash_args)
+            log.info("detect_clusters.py on %d codes", count)
+            clustered = submit_and_sample(cluster.url, REPO / "jobs" / "detect_clusters.py",
+                                          ["--hashes", str(hashes), "--output", str(clusters), "--no-register"])
+            rows.append({"images": count, "hash_all": hashed, "detect_clusters": clustered})
+    result = {
+        "command": f"python -m silse_spark.driver_memory --output {output} --images {base} --factor {factor}",
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "master": "loopback standalone cluster, 2 workers x 1 core",
+        "spark.driver.memory": DRIVER_MEMORY,
+        "runs": rows,
+    }
+    for job in ("hash_all", "detect_clusters"):
+        small, large = rows[0][job], rows[-1][job]
+        result[f"{job}_growth"] = {
+            key: round(large[key] / small[key], 3) if small[key] else None
+            for key in ("driver_jvm_peak_rss_mib", "driver_python_peak_rss_mib")
+        }
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "driver-memory.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (output / "driver-memory.md").write_text(render(result), encoding="utf-8")
+    return result
+
+
+def render(r: dict[str, Any]) -> str:
+    lines = [
+        "# Driver memory as the input grows",
+        "",
+        f"Command: `{r['command']}` (`make bench-driver`). Machine: {r['machine']['cpu_count']} cores, "
+        f"{r['machine']['platform']}. Master: {r['master']}; `spark.driver.memory` {r['spark.driver.memory']}.",
+        "Peak resident set size, sampled every 0.2 s, of the driver JVM (the `spark-submit` process) and of",
+        "the driver's Python process; executors run in the workers, so none of this is executor work.",
+        "",
+        "| images | job | wall s | driver JVM peak RSS MiB | driver Python peak RSS MiB |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for row in r["runs"]:
+        for job in ("hash_all", "detect_clusters"):
+            m = row[job]
+            lines.append(f"| {row['images']:,} | `{job}.py` | {m['wall_s']} | {m['driver_jvm_peak_rss_mib']} | "
+                         f"{m['driver_python_peak_rss_mib']} |")
+    lines += ["", "Growth from the smallest to the largest input (ratio of peaks):", ""]
+    for job in ("hash_all", "detect_clusters"):
+        g = r[f"{job}_growth"]
+        lines.append(f"- `{job}.py`: driver JVM x{g['driver_jvm_peak_rss_mib']}, "
+                     f"driver Python x{g['driver_python_peak_rss_mib']}")
+    lines += [
+        "",
+        "The input grows by the factor in the command while the peaks stay within the JVM's lazy heap",
+        "growth: the driver plans the jobs and reads counts and the summary table, never per-image rows.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output", type=Path, default=Path("docs"))
+    parser.add_argument("--images", type=int, default=325, help="base input size (the demo has 325 accounts)")
+    parser.add_argument("--factor", type=int, default=10, help="the larger input is this many times the base")
+    parser.add_argument("--work", type=Path, default=Path("work/driver-memory"))
+    parser.add_argument("--sources", type=Path, default=REPO.parent / "shared" / "data" / "demo_avatars")
+    parser.add_argument("--model", default=None, help="model version (default: the registry default)")
+    args = parser.parse_args(argv)
+    if args.images < 1 or args.factor < 2:
+        parser.error(f"--images must be >= 1 and --factor >= 2, got {args.images} and {args.factor}")
+    run(args.output, args.images, args.factor, args.work, args.sources, args.model)
+    print((args.output / "driver-memory.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
