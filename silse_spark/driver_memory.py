@@ -107,7 +107,8 @@ def run(output: Path, base: int, factor: int, work: Path, sources: Path, model: 
                                           ["--hashes", str(hashes), "--output", str(clusters), "--no-register"])
             rows.append({"images": count, "hash_all": hashed, "detect_clusters": clustered})
     result = {
-        "command": f"python -m silse_spark.driver_memory --output {output} --images {base} --factor {factor}",
+        "command": f"python -m silse_spark.driver_memory --output {output} --images {base} --factor {factor}"
+                   + (f" --model {model}" if model else ""),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "master": "loopback standalone cluster, 2 workers x 1 core",
         "spark.driver.memory": DRIVER_MEMORY,

@@ -182,7 +182,7 @@ CONFIGS["v1-r2"] = replace(
     seed=2,
     init_from="",
     init_weights="silse-v1",
-    weakest_bits_weight=2.0,
+    weakest_bits_weight=0.5,
     description=("third phase of v1: starts from the shipped silse-v1 weights (fresh Adam at 3e-4) with the "
                  "v1-finetune loss weights plus the exact-code term on each copy's 4 weakest bits"),
 )
