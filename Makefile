@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: test-cluster venv run demo hash clusters test lint data train eval bench bench-clusters bench-driver package clean
+.PHONY: test-cluster venv run demo hash clusters test lint data train eval bench bench-clusters bench-driver profile package clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,12 @@ bench: venv
 
 bench-clusters: venv
 	$(PY) jobs/bench_clusters.py --output docs
+
+profile: venv
+	# py-spy samples of the hash job's Python workers on 1,000 distinct images (docs/profile.md).
+	$(PY) -c "from pathlib import Path; from silse_spark.bench import make_images; \
+		make_images(Path('$(WORK)/profile-images'), 1000, Path('../shared/data/demo_avatars'))"
+	$(PY) -m silse_spark.profile_job --images $(WORK)/profile-images --output docs
 
 bench-driver: venv
 	# Driver peak RSS of both jobs on a loopback standalone cluster, 325 and 3,250 images.

@@ -29,7 +29,7 @@ setup(
     ],
     extras_require={
         "eval": ["imagehash>=4.3", "pdqhash>=0.2.5", "matplotlib>=3.8"],
-        "bench": ["psutil>=5.9"],
+        "bench": ["psutil>=5.9", "py-spy>=0.3.14"],
         "dev": [
             "pytest>=8",
             "hypothesis>=6.100",
@@ -44,6 +44,7 @@ setup(
             "pdqhash>=0.2.5",
             "matplotlib>=3.8",
             "psutil>=5.9",
+            "py-spy>=0.3.14",
         ],
     },
     entry_points={"console_scripts": ["silse=silse_spark.cli:main"]},

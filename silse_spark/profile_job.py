@@ -10,8 +10,8 @@ inference, twin-value conversion, Arrow (de)serialisation, and the rest.
 
     python -m silse_spark.profile_job --images DIR [--model VERSION] [--output docs]
 
-Writes ``docs/profile.md`` and ``docs/profile.json``. py-spy samples wall
-time of running threads; shares, not absolute seconds, are the result.
+Writes ``docs/profile.md`` and ``docs/profile.json``. py-spy samples the wall
+time of every thread (``--idle``); shares, not absolute seconds, are the result.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def profile(images: Path, work: Path, model: str | None) -> dict[str, Any]:
             roles[child.pid] = role
             spies[child.pid] = subprocess.Popen(  # nosec B603
                 [spy, "record", "--pid", str(child.pid), "--rate", str(RATE_HZ), "--format", "raw",
-                 "--nonblocking", "-o", str(work / f"{role}-{child.pid}.txt")],
+                 "--nonblocking", "--idle", "-o", str(work / f"{role}-{child.pid}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.05)
     output, _ = job.communicate()
@@ -151,12 +151,14 @@ def render(r: dict[str, Any]) -> str:
     return f"""# Profile of the hash job's Python workers (py-spy)
 
 Command: `{r['command']}` (`make profile`). Machine: {r['machine']['cpu_count']} cores,
-{r['machine']['platform']}. {r['images']:,} images, model {r['model']}, `local[2]`, Python workers
+{r['machine']['platform']}, 1-minute load average {r['machine']['load_average_1min'][0]} at the start and
+{r['machine']['load_average_1min'][1]} at the end (other work on the machine slows every stage alike). {r['images']:,} images, model {r['model']}, `local[2]`, Python workers
 without the fork daemon (`spark.python.use.daemon=false`) so that py-spy can attach to each of the
 {r['workers_profiled']} workers. Job: `{r['job_summary_line']}`; wall {r['wall_s']} s including Spark start-up.
 
-Samples of the workers' running threads at {r['rate_hz']} Hz, grouped by the first matching function on
-the stack (`silse_spark.profile_job.STAGES`):
+Samples of the workers' threads at {r['rate_hz']} Hz, idle ones included (`--idle`: a Python thread
+blocked in TensorFlow's native code while its thread pool computes is "idle" to py-spy), grouped by the
+first matching function on the stack (`silse_spark.profile_job.STAGES`):
 
 | stage | samples | share | worker-seconds |
 |---|---:|---:|---:|
@@ -176,10 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.images.is_dir():
         parser.error(f"--images {args.images} is not a folder of images")
+    load_start = os.getloadavg()[0]
     result = profile(args.images, args.work, args.model)
     result["command"] = "python -m silse_spark.profile_job --images " + str(args.images) + (
         f" --model {args.model}" if args.model else "")
-    result["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform()}
+    result["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                         "load_average_1min": [round(load_start, 1), round(os.getloadavg()[0], 1)]}
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "profile.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     (args.output / "profile.md").write_text(render(result), encoding="utf-8")
