@@ -44,6 +44,8 @@ hash: demo
 clusters: hash
 	$(SPARK_SUBMIT) jobs/detect_clusters.py --hashes $(WORK)/output/hashes --output $(WORK)/output \
 		--run-date $(RUN_DATE)
+	$(PY) -m silse_spark.demo_score --truth $(DEMO)/truth.csv --clusters $(WORK)/output/clusters \
+		--run-date $(RUN_DATE) --json $(WORK)/output/demo_score.json
 
 run: clusters
 
