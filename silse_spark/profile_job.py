@@ -152,7 +152,8 @@ def render(r: dict[str, Any]) -> str:
 
 Command: `{r['command']}` (`make profile`). Machine: {r['machine']['cpu_count']} cores,
 {r['machine']['platform']}, 1-minute load average {r['machine']['load_average_1min'][0]} at the start and
-{r['machine']['load_average_1min'][1]} at the end (other work on the machine slows every stage alike). {r['images']:,} images, model {r['model']}, `local[2]`, Python workers
+{r['machine']['load_average_1min'][1]} at the end (other work on the machine slows every stage alike).
+{r['images']:,} images, model {r['model']}, `local[2]`, Python workers
 without the fork daemon (`spark.python.use.daemon=false`) so that py-spy can attach to each of the
 {r['workers_profiled']} workers. Job: `{r['job_summary_line']}`; wall {r['wall_s']} s including Spark start-up.
 

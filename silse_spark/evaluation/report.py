@@ -157,6 +157,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
+def _grouping_table(scores: dict[str, HasherScores], names: Sequence[str], grouping: str, who: str) -> str:
+    """Pairwise precision / recall / F1 of one grouping (``exact`` or ``cluster``) per hasher and family set."""
+    rows = []
+    for n in names:
+        for group in ("seed", "extra", "all"):
+            f = scores[n].families.get(group, {})
+            rows.append([n, group, fmt(f.get(f"{grouping}_precision")), fmt(f.get(f"{grouping}_recall")),
+                         fmt(f.get(f"{grouping}_f1")), str(f.get(f"{grouping}_predicted_pairs", "n/a")),
+                         str(f.get(f"{grouping}_true_pairs", "n/a"))])
+    return markdown_table([who, "families", "precision", "recall", "F1", "predicted pairs", "true pairs"], rows)
+
+
 def _fmr_next(s: HasherScores) -> float:
     """False-match rate one step past ``r*`` (or at radius 0 when there is no ``r*``)."""
     r_star = s.code.get("r_star")
@@ -350,30 +362,14 @@ def build_markdown(doc: dict[str, Any], scores: dict[str, HasherScores],
                f"{any_code.get('n_impostor_pairs_without_synthetic', 0):,} impostor pairs: it tells whether "
                "false matches come from the synthetic distractors or from real avatars."), ""]
     lines += ["## Groups formed by exact code (pairwise precision / recall / F1)", ""]
-    rows = []
-    for n in names:
-        for group in ("seed", "extra", "all"):
-            f = scores[n].families.get(group, {})
-            rows.append([n, group, fmt(f.get("exact_precision")), fmt(f.get("exact_recall")),
-                         fmt(f.get("exact_f1")), str(f.get("exact_predicted_pairs", "n/a")),
-                         str(f.get("exact_true_pairs", "n/a"))])
-    lines += [markdown_table(["hasher", "families", "precision", "recall", "F1", "predicted pairs",
-                              "true pairs"], rows), ""]
+    lines += [_grouping_table(scores, names, "exact", "hasher"), ""]
     clustered = [n for n in names if "cluster_f1" in scores[n].families.get("seed", {})]
     if clustered:
         lines += ["## Groups formed by the cluster-detection job (pairwise precision / recall / F1)", "",
                   ("`jobs/detect_clusters.py` with its default settings (exact, prefix and radius links, "
                    "clusters of at least 3 accounts) run on the same hash job output; an item in no "
                    "cluster is a group of its own."), ""]
-        rows = []
-        for n in clustered:
-            for group in ("seed", "extra", "all"):
-                f = scores[n].families.get(group, {})
-                rows.append([n, group, fmt(f.get("cluster_precision")), fmt(f.get("cluster_recall")),
-                             fmt(f.get("cluster_f1")), str(f.get("cluster_predicted_pairs", "n/a")),
-                             str(f.get("cluster_true_pairs", "n/a"))])
-        lines += [markdown_table(["model", "families", "precision", "recall", "F1", "predicted pairs",
-                                  "true pairs"], rows), ""]
+        lines += [_grouping_table(scores, clustered, "cluster", "model"), ""]
     else:
         lines += ["Groups from the cluster-detection job are scored only when the codes come from the "
                   "hash job (not with `--in-process`).", ""]
