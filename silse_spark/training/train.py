@@ -186,6 +186,18 @@ CONFIGS["v1-r2"] = replace(
     description=("third phase of v1: starts from the shipped silse-v1 weights (fresh Adam at 3e-4) with the "
                  "v1-finetune loss weights plus the exact-code term on each copy's 4 weakest bits"),
 )
+CONFIGS["v1-r3"] = replace(
+    CONFIGS["v1-r2"],
+    name="v1-r3",
+    learning_rate=2e-4,
+    balance_weight=2.0,
+    decorrelation_weight=3.0,
+    seed=3,
+    init_weights="",
+    init_from="v1-r2",
+    description=("fourth phase of v1: from the v1-r2 checkpoint (fresh Adam at 2e-4), 3x decorrelation and 2x "
+                 "balance weight to win back the effective bits that the exact-code term traded for stability"),
+)
 CONFIGS["v2"] = replace(
     CONFIGS["v1"],
     name="v2",
