@@ -59,8 +59,8 @@ METHODS = ("exact", "prefix", "radius")
 """Link methods, in the order they are listed in ``method`` and ``methods``."""
 
 MAX_RADIUS = 2
-DEFAULT_PREFIX_LENGTH = 8
-DEFAULT_RADIUS = 2
+DEFAULT_PREFIX_LENGTH = 10
+DEFAULT_RADIUS = 1
 DEFAULT_MIN_ACCOUNTS = 3
 DEFAULT_LOW_INFO_BITS = 4
 DEFAULT_MAX_ITERATIONS = 60
