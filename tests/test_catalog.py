@@ -39,7 +39,8 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("hive")
     write_hashes(root / "hashes", "2026-01-01", planted_rows())
     done = run("spark-submit", root, str(REPO / "jobs" / "detect_clusters.py"), "--hashes", str(root / "hashes"),
-               "--output", str(root / "out"), "--allowlist", str(write_allowlist(root)))
+               "--output", str(root / "out"), "--allowlist", str(write_allowlist(root)),
+               "--radius", "2", "--prefix-length", "8")  # the settings the planted rows are built for
     assert done.returncode == 0, done.stderr[-3000:]
     assert "clusters             4 (12 accounts" in done.stdout
     return root
