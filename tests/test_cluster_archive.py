@@ -51,7 +51,11 @@ def _memberships(path: Path) -> list[tuple[str, ...]]:
     return sorted(tuple(sorted(group["account_id"])) for _, group in clusters.groupby("cluster_id"))
 
 
-def test_jobs_on_a_standalone_cluster_use_the_archive(tmp_path: Path, demo_avatar_paths: list[Path]) -> None:
+def test_jobs_on_a_standalone_cluster_use_the_archive(
+    tmp_path: Path, demo_avatar_paths: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Workers pass their environment to executors: no test stand-in models, the archive's own weights.
+    monkeypatch.delenv("SILSE_MODELS_DIR", raising=False)
     images = tmp_path / "images"
     _campaign_images(images, demo_avatar_paths)
     local = submit("local[2]", REPO / "jobs" / "hash_all.py", "--avatars", str(images), "--output",
