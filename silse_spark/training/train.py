@@ -203,7 +203,6 @@ CONFIGS["v2"] = replace(
     name="v2",
     architecture="v2",
     weakest_bits_weight=2.0,
-    weakest_bits_k=4,
     quantisation_weight=0.2,
     description=("v2 architecture (v1 trunk, global average+max pooled head for shift tolerance), the v1 "
                  "variations and loss plus an exact-code term on each copy's 4 weakest bits"),
