@@ -7,7 +7,12 @@ sizes in float32 and bfloat16 (and how many codes bfloat16 changes);
 start-up shown apart; pHash and PDQ on the same images; and a second run with
 ``--previous`` (incremental). Writes ``docs/benchmarks.md`` and ``.json``.
 
-    python -m silse_spark.bench --output docs [--images 3000]
+The job is also run on a quarter of the images first: the two job times give
+the job's fixed cost (Python workers importing TensorFlow and loading the
+model, JVM warm-up, the Hive registration) apart from its cost per image,
+``(N - N/4) / (t_N - t_N/4)``, the rate that matters at billions of images.
+
+    python -m silse_spark.bench --output docs [--images 4000]
 """
 
 from __future__ import annotations
@@ -147,18 +152,62 @@ def classical_rates(paths: list[Path]) -> dict[str, float]:
     return rates
 
 
-def spark_run(args: list[str]) -> tuple[float, str]:
+WORKER_MARKERS = ("pyspark.daemon", "pyspark.worker", "silse_spark.worker_daemon")
+DAEMON_CONF = "spark.python.daemon.module"
+
+
+def _worker_pss(jvm: Any) -> int:
+    """Summed proportional set size (shared pages split between sharers) of the JVM's Python workers."""
+    import psutil
+
+    total = 0
+    try:
+        children = jvm.children(recursive=True)
+    except psutil.Error:
+        return 0
+    for child in children:
+        try:
+            if any(m in " ".join(child.cmdline()) for m in WORKER_MARKERS):
+                total += int(child.memory_full_info().pss)
+        except psutil.Error:
+            continue  # exited between listing and reading
+    return total
+
+
+def spark_run(args: list[str], conf: dict[str, str] | None = None) -> tuple[float, str, float]:
+    """Run ``jobs/hash_all.py``; wall seconds, its stdout and the Python workers' peak summed PSS in MiB."""
+    import tempfile
+
+    import psutil
+
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    start = time.perf_counter()
-    proc = subprocess.run(  # nosec B603 - fixed argv, no shell
-        [str(Path(sys.executable).parent / "spark-submit"), "--conf", "spark.ui.showConsoleProgress=false",
-         str(REPO / "jobs" / "hash_all.py"), *args],
-        capture_output=True, text=True, env=env, cwd=REPO, check=False,
-    )
-    wall = time.perf_counter() - start
+    extra = [item for key, value in (conf or {}).items() for item in ("--conf", f"{key}={value}")]
+    argv = [str(Path(sys.executable).parent / "spark-submit"), "--conf", "spark.ui.showConsoleProgress=false",
+            *extra, str(REPO / "jobs" / "hash_all.py"), *args]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True, env=env, cwd=REPO)  # nosec B603
+        jvm = psutil.Process(proc.pid)  # spark-submit execs the JVM: same pid
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, _worker_pss(jvm))
+            time.sleep(0.5)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
-        raise RuntimeError(f"hash_all.py failed:\n{proc.stderr[-3000:]}")
-    return wall, proc.stdout
+        raise RuntimeError(f"hash_all.py failed:\n{stderr[-3000:]}")
+    return wall, stdout, peak / 2**20
+
+
+def _configured_daemon() -> str:
+    """The worker daemon ``spark-defaults.conf`` selects (PySpark's own when unset)."""
+    for line in (REPO / "spark-defaults.conf").read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == DAEMON_CONF:
+            return parts[1]
+    return "pyspark.daemon"
 
 
 def _job_seconds(stdout: str) -> float:
@@ -179,14 +228,28 @@ def run(output: Path, count: int, work: Path, sources: Path) -> dict[str, Any]:
         shutil.rmtree(work)
     paths = make_images(work / "images", count, sources)
     classical = classical_rates(paths)
+    quarter = work / "images-quarter"
+    quarter.mkdir()
+    for path in paths[: count // 4]:
+        os.link(path, quarter / path.name)
+    quarter_args = ["--avatars", str(quarter), "--output", str(work / "hashes-quarter"), "--run-date", "2026-01-01"]
+    wall0, stdout0, pss0 = spark_run(quarter_args)
+    # The same quarter with PySpark's plain daemon: each worker imports TensorFlow itself.
+    wall_plain, stdout_plain, pss_plain = spark_run(quarter_args, {DAEMON_CONF: "pyspark.daemon"})
     out = work / "hashes"
-    wall1, stdout1 = spark_run(["--avatars", str(work / "images"), "--output", str(out), "--run-date", "2026-01-01"])
-    wall2, stdout2 = spark_run(["--avatars", str(work / "images"), "--output", str(out), "--run-date", "2026-01-02",
-                                "--previous", str(out)])
-    job1, job2 = _job_seconds(stdout1), _job_seconds(stdout2)
+    wall1, stdout1, pss1 = spark_run(["--avatars", str(work / "images"), "--output", str(out),
+                                      "--run-date", "2026-01-01"])
+    wall2, stdout2, _ = spark_run(["--avatars", str(work / "images"), "--output", str(out), "--run-date", "2026-01-02",
+                                   "--previous", str(out)])
+    job0, job1, job2 = _job_seconds(stdout0), _job_seconds(stdout1), _job_seconds(stdout2)
+    job_plain = _job_seconds(stdout_plain)
+    per_image = (count - count // 4) / (job1 - job0)
     ceiling = gflops * 1e9 / flops
+    from silse_spark.training.train import fast_bfloat16
+
     result = {
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
+                    "native_bfloat16": fast_bfloat16()},
         "model_version": version,
         "architecture": spec.architecture,
         "model_gflop_per_image": flops / 1e9,
@@ -196,8 +259,15 @@ def run(output: Path, count: int, work: Path, sources: Path) -> dict[str, Any]:
         "raw_fp32_fraction_of_ceiling": best_raw / ceiling,
         "bf16_speedup": max(raw["mixed_bfloat16"].values()) / best_raw,
         "images": count,
-        "spark_first_run": {"wall_s": wall1, "job_s": job1, "startup_s": wall1 - job1,
+        "spark_first_run": {"worker_pss_peak_mib": pss1, "wall_s": wall1, "job_s": job1, "startup_s": wall1 - job1,
                             "images_per_s_job": count / job1, "fraction_of_raw": count / job1 / best_raw},
+        "spark_quarter_run": {"images": count // 4, "wall_s": wall0, "job_s": job0,
+                              "images_per_s_job": (count // 4) / job0, "worker_pss_peak_mib": pss0,
+                              "daemon": _configured_daemon()},
+        "spark_quarter_run_plain_daemon": {"wall_s": wall_plain, "job_s": job_plain,
+                                           "worker_pss_peak_mib": pss_plain, "daemon": "pyspark.daemon"},
+        "spark_per_image": {"images_per_s": per_image, "fraction_of_raw": per_image / best_raw,
+                            "fixed_job_s": job1 - count / per_image},
         "spark_incremental_run": {"wall_s": wall2, "job_s": job2, "fraction_of_first_job": job2 / job1},
         "classical_images_per_s": classical,
     }
@@ -212,12 +282,16 @@ def render(r: dict[str, Any], count: int) -> str:
     rows = "\n".join(
         f"| {bs} | {raw['float32'][bs]:.1f} | {raw['mixed_bfloat16'][bs]:.1f} |" for bs in raw["float32"]
     )
-    s1, s2 = r["spark_first_run"], r["spark_incremental_run"]
+    s0, s1, s2 = r["spark_quarter_run"], r["spark_first_run"], r["spark_incremental_run"]
+    plain = r["spark_quarter_run_plain_daemon"]
+    marginal = r["spark_per_image"]
+    native = "native" if r["machine"]["native_bfloat16"] else "emulated (no AVX512-BF16/AMX on this CPU)"
     c = r["classical_images_per_s"]
     return f"""# Benchmarks
 
 Produced by `make bench` (`python -m silse_spark.bench --output docs --images {count}`) on
-{r['machine']['cpu_count']} CPU cores ({r['machine']['platform']}), no GPU. All numbers below come from that one run.
+{r['machine']['cpu_count']} CPU cores ({r['machine']['platform']}, bfloat16 {native}), no GPU.
+All numbers below come from that one run.
 
 ## Ceiling
 
@@ -241,8 +315,26 @@ Best float32 = {r['raw_fp32_fraction_of_ceiling']:.2f} of the ceiling; bfloat16 
 
 | run | wall (s) | Spark start-up + shutdown (s) | job (s) | images/s (job) | vs raw model |
 |---|---|---|---|---|---|
+| first, {s0['images']} of the images | {s0['wall_s']:.1f} | {s0['wall_s'] - s0['job_s']:.1f} | {s0['job_s']:.1f} | {s0['images_per_s_job']:.1f} | – |
 | first | {s1['wall_s']:.1f} | {s1['startup_s']:.1f} | {s1['job_s']:.1f} | {s1['images_per_s_job']:.1f} | {s1['fraction_of_raw']:.2f} |
 | `--previous` (incremental) | {s2['wall_s']:.1f} | {s2['wall_s'] - s2['job_s']:.1f} | {s2['job_s']:.1f} | – | {s2['fraction_of_first_job']:.2f} of first job |
+
+Cost per image from the two first runs, `(N - N/4) / (t_N - t_N/4)`: **{marginal['images_per_s']:.1f} images/s**,
+{marginal['fraction_of_raw']:.2f} of the raw model's best float32 rate; the rest of the {count}-image job is a fixed
+{marginal['fixed_job_s']:.1f} s (Python workers importing TensorFlow and loading the model, JVM warm-up, the Hive
+registration, the summary), which does not grow with the number of images.
+
+## Python workers: which daemon forks them
+
+The quarter run again with PySpark's own daemon (`--conf spark.python.daemon.module=pyspark.daemon`), where
+every worker imports TensorFlow itself. PSS is the workers' proportional set size (pages shared after a fork
+are split between the processes that share them), summed over the executor's Python processes, peak of
+samples every 0.5 s.
+
+| daemon | job (s) | wall (s) | Python workers, peak PSS (MiB) |
+|---|---|---|---|
+| `{s0['daemon']}` (spark-defaults.conf) | {s0['job_s']:.1f} | {s0['wall_s']:.1f} | {s0['worker_pss_peak_mib']:.0f} |
+| `pyspark.daemon` | {plain['job_s']:.1f} | {plain['wall_s']:.1f} | {plain['worker_pss_peak_mib']:.0f} |
 
 ## Cheap alternatives on the same images (one process, read + decode + hash)
 
@@ -258,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", type=Path, default=Path("docs"))
-    parser.add_argument("--images", type=int, default=3000)
+    parser.add_argument("--images", type=int, default=4000)
     parser.add_argument("--work", type=Path, default=Path("work/bench"))
     parser.add_argument("--sources", type=Path, default=REPO.parent / "shared" / "data" / "demo_avatars")
     args = parser.parse_args(argv)
