@@ -76,7 +76,8 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     return best
 
 
-def raw_throughput(version: str, batch_sizes: list[int], seconds: float = 8.0) -> dict[str, Any]:
+def raw_throughput(version: str, batch_sizes: list[int], seconds: float = 8.0,
+                   policies: tuple[str, ...] = ("float32", "mixed_bfloat16")) -> dict[str, Any]:
     """Images/s of the bare Keras model in float32 and bfloat16, and code agreement."""
     import keras
 
@@ -86,7 +87,7 @@ def raw_throughput(version: str, batch_sizes: list[int], seconds: float = 8.0) -
     pixels = rng.integers(0, 256, (max(batch_sizes), INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32)
     results: dict[str, Any] = {"version": version}
     outputs = {}
-    for policy in ("float32", "mixed_bfloat16"):
+    for policy in policies:
         keras.mixed_precision.set_global_policy(policy)
         model = build_model(spec.architecture)
         model.load_weights(str(path))
@@ -102,6 +103,8 @@ def raw_throughput(version: str, batch_sizes: list[int], seconds: float = 8.0) -
         results[policy] = rates
         outputs[policy] = np.asarray(model.predict_on_batch(pixels), dtype=np.float32)
     keras.mixed_precision.set_global_policy("float32")
+    if len(outputs) < 2:
+        return results
     a = twin_values_from_outputs(outputs["float32"])[0]
     b = twin_values_from_outputs(outputs["mixed_bfloat16"])[0]
     results["bf16_identical_codes"] = float(np.mean([x == y for x, y in zip(a, b)]))
@@ -152,8 +155,7 @@ def classical_rates(paths: list[Path]) -> dict[str, float]:
     return rates
 
 
-WORKER_MARKERS = ("pyspark.daemon", "pyspark.worker", "silse_spark.worker_daemon")
-DAEMON_CONF = "spark.python.daemon.module"
+WORKER_MARKERS = ("pyspark.daemon", "pyspark.worker")
 
 
 def _worker_pss(jvm: Any) -> int:
@@ -174,16 +176,15 @@ def _worker_pss(jvm: Any) -> int:
     return total
 
 
-def spark_run(args: list[str], conf: dict[str, str] | None = None) -> tuple[float, str, float]:
+def spark_run(args: list[str]) -> tuple[float, str, float]:
     """Run ``jobs/hash_all.py``; wall seconds, its stdout and the Python workers' peak summed PSS in MiB."""
     import tempfile
 
     import psutil
 
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    extra = [item for key, value in (conf or {}).items() for item in ("--conf", f"{key}={value}")]
     argv = [str(Path(sys.executable).parent / "spark-submit"), "--conf", "spark.ui.showConsoleProgress=false",
-            *extra, str(REPO / "jobs" / "hash_all.py"), *args]
+            str(REPO / "jobs" / "hash_all.py"), *args]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True, env=env, cwd=REPO)  # nosec B603
@@ -201,15 +202,6 @@ def spark_run(args: list[str], conf: dict[str, str] | None = None) -> tuple[floa
     return wall, stdout, peak / 2**20
 
 
-def _configured_daemon() -> str:
-    """The worker daemon ``spark-defaults.conf`` selects (PySpark's own when unset)."""
-    for line in (REPO / "spark-defaults.conf").read_text(encoding="utf-8").splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == DAEMON_CONF:
-            return parts[1]
-    return "pyspark.daemon"
-
-
 def _job_seconds(stdout: str) -> float:
     for line in stdout.splitlines():
         if line.startswith("wall time"):
@@ -224,6 +216,10 @@ def run(output: Path, count: int, work: Path, sources: Path) -> dict[str, Any]:
     gflops = matmul_gflops()
     raw = raw_throughput(version, [16, 64, 256])
     best_raw = max(raw["float32"].values())
+    # The design's dense architecture for comparison: how close a FLOP-heavy model comes to the ceiling.
+    seed_version = "silse-seed-r1"
+    seed_flops = model_flops(build_model(get_model_spec(seed_version).architecture))
+    seed_rate = max(raw_throughput(seed_version, [64], policies=("float32",))["float32"].values())
     if work.exists():
         shutil.rmtree(work)
     paths = make_images(work / "images", count, sources)
@@ -233,16 +229,13 @@ def run(output: Path, count: int, work: Path, sources: Path) -> dict[str, Any]:
     for path in paths[: count // 4]:
         os.link(path, quarter / path.name)
     quarter_args = ["--avatars", str(quarter), "--output", str(work / "hashes-quarter"), "--run-date", "2026-01-01"]
-    wall0, stdout0, pss0 = spark_run(quarter_args)
-    # The same quarter with PySpark's plain daemon: each worker imports TensorFlow itself.
-    wall_plain, stdout_plain, pss_plain = spark_run(quarter_args, {DAEMON_CONF: "pyspark.daemon"})
+    wall0, stdout0, _ = spark_run(quarter_args)
     out = work / "hashes"
     wall1, stdout1, pss1 = spark_run(["--avatars", str(work / "images"), "--output", str(out),
                                       "--run-date", "2026-01-01"])
     wall2, stdout2, _ = spark_run(["--avatars", str(work / "images"), "--output", str(out), "--run-date", "2026-01-02",
                                    "--previous", str(out)])
     job0, job1, job2 = _job_seconds(stdout0), _job_seconds(stdout1), _job_seconds(stdout2)
-    job_plain = _job_seconds(stdout_plain)
     per_image = (count - count // 4) / (job1 - job0)
     ceiling = gflops * 1e9 / flops
     from silse_spark.training.train import fast_bfloat16
@@ -257,15 +250,15 @@ def run(output: Path, count: int, work: Path, sources: Path) -> dict[str, Any]:
         "ceiling_images_per_s": ceiling,
         "raw_model": raw,
         "raw_fp32_fraction_of_ceiling": best_raw / ceiling,
+        "seed_architecture": {"model_version": seed_version, "gflop_per_image": seed_flops / 1e9,
+                              "float32_images_per_s": seed_rate,
+                              "fraction_of_ceiling": seed_rate * seed_flops / (gflops * 1e9)},
         "bf16_speedup": max(raw["mixed_bfloat16"].values()) / best_raw,
         "images": count,
         "spark_first_run": {"worker_pss_peak_mib": pss1, "wall_s": wall1, "job_s": job1, "startup_s": wall1 - job1,
                             "images_per_s_job": count / job1, "fraction_of_raw": count / job1 / best_raw},
         "spark_quarter_run": {"images": count // 4, "wall_s": wall0, "job_s": job0,
-                              "images_per_s_job": (count // 4) / job0, "worker_pss_peak_mib": pss0,
-                              "daemon": _configured_daemon()},
-        "spark_quarter_run_plain_daemon": {"wall_s": wall_plain, "job_s": job_plain,
-                                           "worker_pss_peak_mib": pss_plain, "daemon": "pyspark.daemon"},
+                              "images_per_s_job": (count // 4) / job0},
         "spark_per_image": {"images_per_s": per_image, "fraction_of_raw": per_image / best_raw,
                             "fixed_job_s": job1 - count / per_image},
         "spark_incremental_run": {"wall_s": wall2, "job_s": job2, "fraction_of_first_job": job2 / job1},
@@ -283,7 +276,7 @@ def render(r: dict[str, Any], count: int) -> str:
         f"| {bs} | {raw['float32'][bs]:.1f} | {raw['mixed_bfloat16'][bs]:.1f} |" for bs in raw["float32"]
     )
     s0, s1, s2 = r["spark_quarter_run"], r["spark_first_run"], r["spark_incremental_run"]
-    plain = r["spark_quarter_run_plain_daemon"]
+    sa = r["seed_architecture"]
     marginal = r["spark_per_image"]
     native = "native" if r["machine"]["native_bfloat16"] else "emulated (no AVX512-BF16/AMX on this CPU)"
     c = r["classical_images_per_s"]
@@ -311,6 +304,9 @@ All numbers below come from that one run.
 Best float32 = {r['raw_fp32_fraction_of_ceiling']:.2f} of the ceiling; bfloat16 speed-up {r['bf16_speedup']:.2f}x with
 {raw['bf16_identical_codes']:.3f} of codes identical to float32 (float32 stays the default).
 
+For comparison, the design's dense architecture ({sa['model_version']}, {sa['gflop_per_image']:.2f} GFLOP per image) runs
+at {sa['float32_images_per_s']:.1f} images/s in float32 (batch 64), {sa['fraction_of_ceiling']:.2f} of its own FLOP ceiling.
+
 ## `jobs/hash_all.py` end to end ({count} distinct images, `local[2]`)
 
 | run | wall (s) | Spark start-up + shutdown (s) | job (s) | images/s (job) | vs raw model |
@@ -322,19 +318,9 @@ Best float32 = {r['raw_fp32_fraction_of_ceiling']:.2f} of the ceiling; bfloat16 
 Cost per image from the two first runs, `(N - N/4) / (t_N - t_N/4)`: **{marginal['images_per_s']:.1f} images/s**,
 {marginal['fraction_of_raw']:.2f} of the raw model's best float32 rate; the rest of the {count}-image job is a fixed
 {marginal['fixed_job_s']:.1f} s (Python workers importing TensorFlow and loading the model, JVM warm-up, the Hive
-registration, the summary), which does not grow with the number of images.
-
-## Python workers: which daemon forks them
-
-The quarter run again with PySpark's own daemon (`--conf spark.python.daemon.module=pyspark.daemon`), where
-every worker imports TensorFlow itself. PSS is the workers' proportional set size (pages shared after a fork
-are split between the processes that share them), summed over the executor's Python processes, peak of
-samples every 0.5 s.
-
-| daemon | job (s) | wall (s) | Python workers, peak PSS (MiB) |
-|---|---|---|---|
-| `{s0['daemon']}` (spark-defaults.conf) | {s0['job_s']:.1f} | {s0['wall_s']:.1f} | {s0['worker_pss_peak_mib']:.0f} |
-| `pyspark.daemon` | {plain['job_s']:.1f} | {plain['wall_s']:.1f} | {plain['worker_pss_peak_mib']:.0f} |
+registration, the summary), which does not grow with the number of images. The Python workers
+(PySpark's daemon and the workers it forks) used at most {s1['worker_pss_peak_mib']:.0f} MiB together (proportional set size,
+shared pages split between the processes sharing them; sampled every 0.5 s).
 
 ## Cheap alternatives on the same images (one process, read + decode + hash)
 
