@@ -124,11 +124,17 @@ def twin_value_udf(
     @F.pandas_udf(RESULT_SCHEMA)  # type: ignore[call-overload]
     def _hash(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         _maybe_fail_first_attempt()
-        hasher = _worker_hasher(model_version, batch_size)
+        loaded: list[Any] = []
+
+        def outputs(pixels: np.ndarray) -> np.ndarray:
+            # Load (and import TensorFlow) at the first decodable image, not at task start: a task with
+            # nothing new to infer (an incremental run, an empty partition) never pays for it.
+            if not loaded:
+                loaded.append(_worker_hasher(model_version, batch_size))
+            return loaded[0].outputs(pixels)
+
         for contents in batches:
-            yield hash_contents(
-                contents, hasher.outputs, max_pixels=max_pixels, allowed_formats=allowed_formats
-            )
+            yield hash_contents(contents, outputs, max_pixels=max_pixels, allowed_formats=allowed_formats)
 
     # Non-deterministic stops the optimiser from re-running the UDF once per struct field.
     return _hash.asNondeterministic()

@@ -156,6 +156,23 @@ def test_checkpoint_round_trip_and_export(tmp_path: Path) -> None:
     assert stored["models"]["tiny-r1"]["sha256"] == digest
 
 
+def test_training_keeps_snapshots_of_earlier_steps(tmp_path: Path, demo_avatar_paths: list[Path]) -> None:
+    from silse_spark.training.train import float32_model, train
+
+    canvases = np.stack([np.asarray(Image.open(p).convert("RGB").resize((128, 128))) for p in demo_avatar_paths[:8]])
+    np.save(tmp_path / "train.npy", canvases)
+    config = _tiny_config()
+    model, state = train(config, tmp_path, tmp_path / "ck", minutes=None, steps=3, resume=False,
+                         snapshot_minutes=1e-9)
+    snapshots = sorted((tmp_path / "ck" / "snapshots").glob("step-*.weights.h5"))
+    assert [p.name for p in snapshots] == [f"step-{k:06d}.weights.h5" for k in (1, 2, 3)]
+    assert state.step == 3
+    first, last = float32_model(config, snapshots[0]), float32_model(config, snapshots[-1])
+    for x, y in zip(last.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_allclose(x, y)
+    assert any(not np.allclose(x, y) for x, y in zip(first.get_weights(), last.get_weights(), strict=True))
+
+
 def test_permute_output_bits_reorders_the_outputs() -> None:
     model = build_trainable(_tiny_config())
     x = _tiny_batch()[0].astype(np.float32)

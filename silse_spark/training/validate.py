@@ -146,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--version", help="a registered model version")
     source.add_argument("--checkpoint-config", help="validate work/checkpoints/CONFIG instead")
     parser.add_argument("--checkpoints", type=Path, default=Path("work/checkpoints"))
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="with --checkpoint-config: these weights (e.g. a snapshot) instead of the checkpoint's")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--limit", type=int, default=500, help="validation images used")
     parser.add_argument("--families", default="seed", help="'seed', 'all' or a comma-separated list")
@@ -170,8 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from silse_spark.training.train import float32_model, get_config
 
         config = get_config(args.checkpoint_config)
-        model = float32_model(config, args.checkpoints / config.name / "model.weights.h5")
-        label = f"checkpoint:{config.name}"
+        weights = args.weights or args.checkpoints / config.name / "model.weights.h5"
+        if not weights.is_file():
+            parser.error(f"no weights file {weights}; train --config {config.name} first or fix --weights")
+        model = float32_model(config, weights)
+        label = f"checkpoint:{config.name}" + (f" ({weights.name})" if args.weights else "")
     canvases = np.load(args.data / "val.npy", mmap_mode="r")[: args.limit]
     started = time.time()
     report = {"model": label, **validation_report(model, canvases, families)}
