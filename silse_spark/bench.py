@@ -26,6 +26,7 @@ import shutil
 import subprocess  # nosec B404 - runs spark-submit with a fixed argument list
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,62 @@ def classical_rates(paths: list[Path]) -> dict[str, float]:
 
 
 WORKER_MARKERS = ("pyspark.daemon", "pyspark.worker")
+SAMPLE_S = 0.5
+
+
+def cmdline(proc: Any) -> str:
+    """A process's command line as one string ('' once it has exited or is not readable)."""
+    try:
+        return " ".join(proc.cmdline())
+    except Exception:  # noqa: BLE001 - exited or not ours  # nosec B110
+        return ""
+
+
+def spark_env() -> dict[str, str]:
+    """This environment with the driver and the workers on this interpreter."""
+    return {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+
+
+def submit_sampled(argv: list[str], samplers: dict[str, Callable[[Any], int]], what: str,
+                   every_s: float = SAMPLE_S, env: dict[str, str] | None = None) -> tuple[float, str, dict[str, int]]:
+    """Run a ``spark-submit`` command line while sampling its processes.
+
+    Each sampler gets the ``psutil.Process`` of ``spark-submit`` (which execs
+    the driver JVM, same pid) every ``every_s`` seconds and returns a number of
+    bytes; the peak of each is returned with the wall seconds and stdout.
+    Output goes to temporary files, so a chatty job cannot fill a pipe and block.
+    """
+    import tempfile
+
+    import psutil
+
+    peaks = dict.fromkeys(samplers, 0)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True,
+                                env=env or spark_env(), cwd=REPO)  # nosec B603
+        root = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            for name, sample in samplers.items():
+                peaks[name] = max(peaks[name], sample(root))
+            time.sleep(every_s)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{stderr[-3000:]}")
+    return wall, stdout, peaks
+
+
+def children(root: Any) -> list[Any]:
+    """All descendants of ``root`` ([] once it has exited)."""
+    import psutil
+
+    try:
+        return list(root.children(recursive=True))
+    except psutil.Error:
+        return []
 
 
 def _worker_pss(jvm: Any) -> int:
@@ -163,43 +220,21 @@ def _worker_pss(jvm: Any) -> int:
     import psutil
 
     total = 0
-    try:
-        children = jvm.children(recursive=True)
-    except psutil.Error:
-        return 0
-    for child in children:
-        try:
-            if any(m in " ".join(child.cmdline()) for m in WORKER_MARKERS):
+    for child in children(jvm):
+        if any(m in cmdline(child) for m in WORKER_MARKERS):
+            try:
                 total += int(child.memory_full_info().pss)
-        except psutil.Error:
-            continue  # exited between listing and reading
+            except psutil.Error:
+                continue  # exited between listing and reading
     return total
 
 
 def spark_run(args: list[str]) -> tuple[float, str, float]:
     """Run ``jobs/hash_all.py``; wall seconds, its stdout and the Python workers' peak summed PSS in MiB."""
-    import tempfile
-
-    import psutil
-
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     argv = [str(Path(sys.executable).parent / "spark-submit"), "--conf", "spark.ui.showConsoleProgress=false",
             str(REPO / "jobs" / "hash_all.py"), *args]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True, env=env, cwd=REPO)  # nosec B603
-        jvm = psutil.Process(proc.pid)  # spark-submit execs the JVM: same pid
-        peak = 0
-        while proc.poll() is None:
-            peak = max(peak, _worker_pss(jvm))
-            time.sleep(0.5)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if proc.returncode != 0:
-        raise RuntimeError(f"hash_all.py failed:\n{stderr[-3000:]}")
-    return wall, stdout, peak / 2**20
+    wall, stdout, peaks = submit_sampled(argv, {"workers": _worker_pss}, "hash_all.py")
+    return wall, stdout, peaks["workers"] / 2**20
 
 
 def _job_seconds(stdout: str) -> float:

@@ -29,13 +29,11 @@ import os
 import platform
 import re
 import shutil
-import subprocess  # nosec B404 - runs spark-submit with a fixed argument list
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from silse_spark.bench import make_images
+from silse_spark.bench import children, cmdline, make_images, spark_env, submit_sampled
 from silse_spark.standalone import StandaloneCluster
 
 log = logging.getLogger(__name__)
@@ -71,44 +69,22 @@ def heap_after_gc_mib(gc_log: Path) -> list[int]:
 
 def submit_and_sample(master: str, script: Path, args: list[str], gc_log: Path) -> dict[str, Any]:
     """Run one job with ``spark-submit``; peak RSS of the driver JVM and the driver Python, in MiB."""
-    import psutil
-
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    env.pop("SILSE_MODELS_DIR", None)
     argv = [str(Path(sys.executable).parent / "spark-submit"), "--master", master,
             "--driver-memory", DRIVER_MEMORY, "--conf", "spark.ui.showConsoleProgress=false",
             "--conf", f"spark.driver.extraJavaOptions=-Xlog:gc:file={gc_log}",
             str(script), *args]
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,  # nosec B603
-                            env=env, cwd=REPO)
-    jvm = psutil.Process(proc.pid)  # spark-submit execs the JVM: same pid
-    peak_jvm = peak_py = 0
-    while proc.poll() is None:
-        peak_jvm = max(peak_jvm, _rss(jvm))
-        try:
-            children = jvm.children(recursive=True)
-        except psutil.Error:
-            children = []
-        drivers = [c for c in children if script.name in " ".join(_cmdline(c))]
-        peak_py = max([peak_py, *(_rss(c) for c in drivers)])
-        time.sleep(SAMPLE_S)
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{script.name} failed (exit {proc.returncode}):\n{stderr[-3000:]}")
+
+    def driver_python(jvm: Any) -> int:
+        return max([0, *(_rss(c) for c in children(jvm) if script.name in cmdline(c))])
+
+    env = spark_env()
+    env.pop("SILSE_MODELS_DIR", None)
+    wall, _, peaks = submit_sampled(argv, {"jvm": _rss, "python": driver_python}, script.name, SAMPLE_S, env)
     after_gc = heap_after_gc_mib(gc_log)
-    return {"wall_s": round(wall, 1), "driver_jvm_peak_rss_mib": round(peak_jvm / 2**20, 1),
-            "driver_python_peak_rss_mib": round(peak_py / 2**20, 1),
+    return {"wall_s": round(wall, 1), "driver_jvm_peak_rss_mib": round(peaks["jvm"] / 2**20, 1),
+            "driver_python_peak_rss_mib": round(peaks["python"] / 2**20, 1),
             "driver_heap_after_gc_max_mib": max(after_gc) if after_gc else None,
             "driver_gc_count": len(after_gc)}
-
-
-def _cmdline(proc: Any) -> list[str]:
-    try:
-        return list(proc.cmdline())
-    except Exception:  # noqa: BLE001 - exited or not ours  # nosec B110
-        return []
 
 
 def run(output: Path, base: int, factor: int, work: Path, sources: Path, model: str | None) -> dict[str, Any]:
