@@ -3,7 +3,7 @@
 Usage::
 
     spark-submit jobs/hash_all.py --avatars DIR --output DIR [--run-date YYYY-MM-DD]
-        [--model VERSION] [--previous DIR]
+        [--model VERSION] [--previous DIR [--reread-all]]
     spark-submit jobs/hash_all.py --manifest accounts.csv --output DIR
     spark-submit jobs/hash_all.py --avatar-table avatars.parquet --output DIR
 
@@ -39,7 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default=None, metavar="VERSION",
                         help="registered model version (default: the shipped default)")
     parser.add_argument("--previous", default=None, metavar="DIR",
-                        help="earlier output whose codes are reused for unchanged images")
+                        help="earlier output whose codes are reused for unchanged images; files whose path, "
+                        "size and modification time match its ok rows are not read again")
+    parser.add_argument("--reread-all", action="store_true",
+                        help="with --previous, read and SHA-256 every file even when its path, size and "
+                        "modification time are unchanged (codes are still reused by content hash)")
     parser.add_argument("--allowed-formats", default=",".join(sorted(DEFAULT_ALLOWED_FORMATS)), metavar="LIST",
                         help="comma-separated image formats to decode, as Pillow detects them from the content "
                         "(default: %(default)s); others get status unsupported_format")
@@ -57,7 +61,8 @@ def config_from_args(args: argparse.Namespace) -> HashJobConfig:
         kind, path = "avatar_table", args.avatar_table
     formats = frozenset(f.strip().upper() for f in args.allowed_formats.split(",") if f.strip())
     return HashJobConfig(kind, path, args.output, run_date=args.run_date, model_version=args.model,
-                         previous=args.previous, allowed_formats=formats, max_pixels=args.max_pixels)
+                         previous=args.previous, allowed_formats=formats, max_pixels=args.max_pixels,
+                         reuse_unchanged_files=not args.reread_all)
 
 
 def main(argv: list[str] | None = None) -> int:

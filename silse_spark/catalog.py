@@ -75,7 +75,8 @@ def register_tables(spark: SparkSession, database: str, tables: Mapping[str, str
             continue
         qualified = f"{database}.{name}"
         spark.sql(f"DROP TABLE IF EXISTS {qualified}")
-        spark.sql(f"CREATE TABLE {qualified} USING parquet LOCATION '{location}'")
+        # mergeSchema: partitions written before a column was added (e.g. file_size) keep it visible as null.
+        spark.sql(f"CREATE TABLE {qualified} USING parquet OPTIONS ('mergeSchema' 'true') LOCATION '{location}'")
         if "run_date" in spark.table(qualified).columns:
             spark.sql(f"ALTER TABLE {qualified} RECOVER PARTITIONS")
         spark.catalog.refreshTable(qualified)

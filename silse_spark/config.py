@@ -40,6 +40,11 @@ class HashJobConfig:
     columns ``account_id``, ``path``) or ``avatar_table`` (Parquet with
     ``account_id`` and binary ``content``).
 
+    With ``previous`` set, ``reuse_unchanged_files`` skips reading files whose
+    path, size and modification time match the previous run's ``ok`` rows;
+    turn it off (``--reread-all``) when files may be rewritten in place with
+    the same size and an unchanged modification time.
+
     Examples
     --------
     >>> HashJobConfig("avatars", "/data/avatars", "/out", run_date="2026-01-01").run_date
@@ -55,6 +60,7 @@ class HashJobConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS
     batch_size: int = 64
+    reuse_unchanged_files: bool = True
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:

@@ -12,7 +12,14 @@ Output schema (one row per input account)::
     error string            why a row is not ok
     model_version string    the model that produced (or would have produced) the code
     hashed_at timestamp     when the code was computed (kept from the run it was reused from)
+    file_size bigint        the file's size in bytes as listed (null for --avatar-table)
+    file_modified timestamp the file's modification time as listed (null for --avatar-table)
     run_date string         partition column, YYYY-MM-DD
+
+With ``--previous``, files whose path, size and modification time match an
+``ok`` row of the previous run are not read at all (on local or mounted
+filesystems); every other file is read, and its code is still reused when its
+SHA-256 matches a previous row.
 """
 
 from __future__ import annotations
@@ -28,9 +35,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from silse_spark.config import ConfigError, HashJobConfig
-from silse_spark.hashing import OUTPUT_COLUMNS, hash_accounts
+from silse_spark.hashing import OUTPUT_COLUMNS, hash_accounts, split_unchanged_files
 from silse_spark.model import get_model_spec, verify_weights
-from silse_spark.sources import hadoop_path, read_accounts
+from silse_spark.sources import hadoop_path, read_accounts, read_listing, read_local_contents
 
 log = logging.getLogger(__name__)
 
@@ -112,31 +119,43 @@ def run_hash_job(spark: SparkSession, config: HashJobConfig) -> HashJobSummary:
     model_version = check_model(config.model_version)
     scratch = tempfile.mkdtemp(prefix="silse-hash-")
     try:
-        accounts = read_accounts(spark, config, scratch)
-        return _hash_and_write(spark, config, model_version, accounts, started)
+        hashed_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
+        result = hashed_rows(spark, config, model_version, hashed_at, scratch).withColumn(
+            "run_date", F.lit(config.run_date)
+        )
+        (
+            result.select(*OUTPUT_COLUMNS)
+            .write.mode("overwrite")
+            .option("partitionOverwriteMode", "dynamic")
+            .partitionBy("run_date")
+            .parquet(config.output)
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _hash_and_write(
-    spark: SparkSession, config: HashJobConfig, model_version: str, accounts: DataFrame, started: float
-) -> HashJobSummary:
-    previous = read_previous(spark, config.previous, config.run_date) if config.previous else None
-    hashed_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
-    result = hash_accounts(
-        accounts, model_version, hashed_at,
-        previous=previous, batch_size=config.batch_size,
-        max_pixels=config.max_pixels, allowed_formats=config.allowed_formats,
-    ).withColumn("run_date", F.lit(config.run_date))
-    (
-        result.select(*OUTPUT_COLUMNS)
-        .write.mode("overwrite")
-        .option("partitionOverwriteMode", "dynamic")
-        .partitionBy("run_date")
-        .parquet(config.output)
-    )
     seconds = time.monotonic() - started
     return summarise(spark, config.output, config.run_date, model_version, hashed_at, seconds)
+
+
+def hashed_rows(
+    spark: SparkSession, config: HashJobConfig, model_version: str, hashed_at: dt.datetime, scratch: str
+) -> DataFrame:
+    """The output rows (without ``run_date``): read, reuse what the previous run already knows, infer the rest."""
+    previous = read_previous(spark, config.previous, config.run_date) if config.previous else None
+
+    def hashed(accounts: DataFrame) -> DataFrame:
+        return hash_accounts(accounts, model_version, hashed_at, previous=previous, batch_size=config.batch_size,
+                             max_pixels=config.max_pixels, allowed_formats=config.allowed_formats)
+
+    if previous is not None and config.reuse_unchanged_files:
+        listed = read_listing(spark, config, scratch)
+        split = split_unchanged_files(listed[0], previous, model_version) if listed and listed[1] else None
+        if split is not None:
+            unchanged, to_read = split
+            accounts = read_local_contents(spark, to_read)
+            return unchanged.unionByName(hashed(accounts))
+        log.info("reading every file: the input is not on a local or mounted filesystem, or the previous "
+                 "output has no file metadata")
+    return hashed(read_accounts(spark, config, scratch))
 
 
 def summarise(

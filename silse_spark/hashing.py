@@ -40,8 +40,10 @@ RESULT_SCHEMA = T.StructType(
 
 OUTPUT_COLUMNS = [
     "account_id", "path", "content_sha256", "width", "height", "twin_value", "twin_bits",
-    "status", "error", "model_version", "hashed_at", "run_date",
+    "status", "error", "model_version", "hashed_at", "file_size", "file_modified", "run_date",
 ]
+REUSED_COLUMNS = ["content_sha256", "width", "height", "twin_value", "twin_bits", "status", "error", "hashed_at"]
+"""What a row takes over from the previous run when its code is reused."""
 
 FAIL_FIRST_ATTEMPT_ENV = "SILSE_TEST_FAIL_FIRST_ATTEMPT"
 """Test-only switch: when set to ``1``, every UDF task fails on its first attempt."""
@@ -188,12 +190,7 @@ def hash_accounts(
     )
     known = None
     if previous is not None:
-        known = (
-            previous.where((F.col("status") == STATUS_OK) & (F.col("model_version") == model_version))
-            .select("content_sha256", "width", "height", "twin_value", "twin_bits",
-                    F.col("status"), F.col("error"), F.col("hashed_at"))
-            .dropDuplicates(["content_sha256"])
-        )
+        known = reusable(previous, model_version).select(*REUSED_COLUMNS).dropDuplicates(["content_sha256"])
         contents = contents.join(known.select("content_sha256"), "content_sha256", "left_anti")
     # Inference is CPU-bound per image, not per byte: spread the distinct images over an explicit
     # number of partitions so adaptive execution does not coalesce small files onto one core.
@@ -218,4 +215,50 @@ def hash_accounts(
         F.coalesce("read_error", "error").alias("error"),
         F.lit(model_version).alias("model_version"),
         F.coalesce("hashed_at", F.lit(hashed_at).cast("timestamp")).alias("hashed_at"),
+        "file_size",
+        "file_modified",
     )
+
+
+def reusable(previous: DataFrame, model_version: str) -> DataFrame:
+    """The rows of an earlier output whose code can stand for this run: ``ok`` and the same model."""
+    return previous.where((F.col("status") == STATUS_OK) & (F.col("model_version") == model_version))
+
+
+def split_unchanged_files(
+    listing: DataFrame, previous: DataFrame, model_version: str
+) -> tuple[DataFrame, DataFrame] | None:
+    """Split a listing into rows whose file is unchanged since ``previous`` and rows to read.
+
+    A file is unchanged when the previous run had an ``ok`` row for the same
+    ``path`` with the same ``file_size`` and ``file_modified`` (the quick check
+    rsync and make use): its code, hash and ``hashed_at`` are taken over without
+    reading the file. Everything else (new, changed, failed before, or unlisted
+    metadata) is returned for reading.
+
+    Returns
+    -------
+    (unchanged, to_read) or None
+        ``unchanged`` has the output columns (without ``run_date``),
+        ``to_read`` the listing's columns; ``None`` when ``previous`` was
+        written before the job recorded file metadata.
+    """
+    if not {"file_size", "file_modified"} <= set(previous.columns):
+        log.info("the previous output has no file_size/file_modified columns; reading every file")
+        return None
+    keys = ["path", "file_size", "file_modified"]
+    known = (
+        reusable(previous, model_version)
+        .where(F.col("path").isNotNull() & F.col("file_size").isNotNull() & F.col("file_modified").isNotNull())
+        .select(*keys, *REUSED_COLUMNS)
+        .dropDuplicates(keys)
+        .withColumn("_reused", F.lit(True))
+    )
+    joined = listing.join(known, keys, "left")
+    unchanged = joined.where(F.col("_reused")).select(
+        "account_id", "path", "content_sha256",
+        F.col("width").cast("int"), F.col("height").cast("int"), "twin_value", F.col("twin_bits").cast("long"),
+        "status", "error", F.lit(model_version).alias("model_version"), "hashed_at", "file_size", "file_modified",
+    )
+    to_read = joined.where(F.col("_reused").isNull()).select(*listing.columns)
+    return unchanged, to_read

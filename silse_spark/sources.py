@@ -3,13 +3,18 @@
 Whatever the input, the result has one row per input account::
 
     account_id string, path string, content binary (null if unreadable),
-    read_status string (null if read), read_error string
+    read_status string (null if read), read_error string,
+    file_size bigint, file_modified timestamp (null for an avatar table)
 
 Bytes are read by Spark's ``binaryFile`` source, so paths may be local or any
 Hadoop filesystem URI. A file that is listed (or named in the manifest) but
 cannot be read keeps its row with ``read_status = 'read_error'``: reads use
 ``ignoreCorruptFiles``/``ignoreMissingFiles`` and the listing is joined back,
 so nothing is silently dropped.
+
+For incremental runs, :func:`read_listing` lists files with their size and
+modification time *without* reading any bytes, and :func:`read_local_contents`
+reads the bytes of just the listed rows it is given (files that changed).
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ import csv
 import logging
 import os
 import re
+import stat
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -30,7 +38,12 @@ from silse_spark.decode import STATUS_EMPTY, STATUS_READ_ERROR
 
 log = logging.getLogger(__name__)
 
-ACCOUNT_COLUMNS = ["account_id", "path", "content", "read_status", "read_error"]
+ACCOUNT_COLUMNS = ["account_id", "path", "content", "read_status", "read_error", "file_size", "file_modified"]
+LISTING_COLUMNS = ["account_id", "path", "_key", "file_size", "file_modified"]
+
+MAX_LENGTH_CONF = "spark.sql.sources.binaryFile.maxLength"
+UNREADABLE = ("file could not be read: missing, empty, unreadable, or larger than "
+              "spark.sql.sources.binaryFile.maxLength")
 
 
 def normalise_path(path: Column) -> Column:
@@ -57,31 +70,32 @@ def _binary_files(spark: SparkSession, paths: list[str], recursive: bool) -> Dat
         .option("ignoreCorruptFiles", "true")
         .option("ignoreMissingFiles", "true")
         .load(paths)
-        .select("path", "content")
+        .select("path", "content", "length", "modificationTime")
     )
 
 
 def _attach_content(listing: DataFrame, content: DataFrame) -> DataFrame:
     """Left-join read bytes onto the listing by ``_key`` (the path as ``binaryFile`` spells it).
 
-    Listing rows with no bytes become read errors; the listing's own ``path`` is kept.
+    Listing rows with no bytes become read errors; the listing's own ``path`` is kept, and its
+    ``file_size``/``file_modified`` where it has them (else the scan's).
     """
-    if "_size" not in listing.columns:
-        listing = listing.withColumn("_size", F.lit(None).cast("long"))
+    for name, kind in (("file_size", "long"), ("file_modified", "timestamp")):
+        if name not in listing.columns:
+            listing = listing.withColumn(name, F.lit(None).cast(kind))
     joined = listing.join(content.withColumnRenamed("path", "_read_path"),
                           listing["_key"] == F.col("_read_path"), "left")
     missing = F.col("_read_path").isNull()
     # Spark's file scan skips zero-length files, so a listed empty file has no bytes row.
-    empty = missing & (F.col("_size") == 0)
+    empty = missing & (F.col("file_size") == 0)
     return joined.select(
         "account_id",
         "path",
         "content",
         F.when(empty, F.lit(STATUS_EMPTY)).when(missing, F.lit(STATUS_READ_ERROR)).alias("read_status"),
-        F.when(empty, F.lit("file is empty (0 bytes)"))
-        .when(missing, F.lit("file could not be read: missing, empty, unreadable, or larger than "
-                             "spark.sql.sources.binaryFile.maxLength"))
-        .alias("read_error"),
+        F.when(empty, F.lit("file is empty (0 bytes)")).when(missing, F.lit(UNREADABLE)).alias("read_error"),
+        F.coalesce("file_size", "length").alias("file_size"),
+        F.coalesce("file_modified", "modificationTime").alias("file_modified"),
     )
 
 
@@ -116,18 +130,52 @@ def _list_local_files(directory: str, listing_file: str) -> int:
     count = 0
     with open(listing_file, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "_key", "account_id", "_size"])
+        writer.writerow(["path", "_key", "account_id", "file_size", "_mtime_ms"])
         for root, dirs, files in os.walk(directory, followlinks=False):
             dirs.sort()
             for name in sorted(files):
                 full = os.path.join(root, name)
                 try:
-                    size: int | str = os.stat(full).st_size
+                    st = os.stat(full)
+                    # Milliseconds, truncated, as Hadoop's local FileSystem reports modification times.
+                    size, mtime = str(st.st_size), str(st.st_mtime_ns // 1_000_000)
                 except OSError:
-                    size = ""  # dangling link or unreadable entry: read_error later
-                writer.writerow([full, "file:" + full, os.path.splitext(name)[0], size])
+                    size = mtime = ""  # dangling link or unreadable entry: read_error later
+                writer.writerow([full, "file:" + full, os.path.splitext(name)[0], size, mtime])
                 count += 1
     return count
+
+
+def _local_listing(spark: SparkSession, local: str, scratch: str | None) -> DataFrame:
+    """The listing of a local directory (see :func:`_list_local_files`) as a DataFrame of LISTING_COLUMNS."""
+    scratch_dir = scratch or tempfile.mkdtemp(prefix="silse-listing-")
+    os.makedirs(scratch_dir, exist_ok=True)
+    listing_file = os.path.join(scratch_dir, "listing.csv")
+    log.info("listed %d files under %s", _list_local_files(local, listing_file), local)
+    listing = spark.read.option("header", "true").schema(
+        "path string, _key string, account_id string, file_size long, _mtime_ms long"
+    ).csv("file:" + listing_file)
+    return listing.select(*LISTING_COLUMNS[:-1], F.timestamp_millis("_mtime_ms").alias("file_modified"))
+
+
+def _remote_listing(spark: SparkSession, directory: str) -> DataFrame:
+    """Hadoop's listing of a directory tree: no bytes are read (binaryFile prunes the content column)."""
+    return (
+        spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(directory)
+        .select(
+            "path",
+            F.col("path").alias("_key"),
+            F.regexp_extract("path", r"([^/]+?)(\.[^./]*)?$", 1).alias("account_id"),
+            F.col("length").alias("file_size"),
+            F.col("modificationTime").alias("file_modified"),
+        )
+        .select(*LISTING_COLUMNS)
+    )
+
+
+def _check_avatar_dir(spark: SparkSession, directory: str) -> None:
+    if not _hadoop_exists(spark, directory):
+        raise ConfigError(f"--avatars {directory!r} does not exist; pass a directory of avatar images")
 
 
 def read_avatar_dir(spark: SparkSession, directory: str, scratch: str | None = None) -> DataFrame:
@@ -136,25 +184,12 @@ def read_avatar_dir(spark: SparkSession, directory: str, scratch: str | None = N
     ``scratch`` is a local directory for the listing of a local input folder
     (it must be visible to executors: local mode or a shared filesystem).
     """
-    if not _hadoop_exists(spark, directory):
-        raise ConfigError(f"--avatars {directory!r} does not exist; pass a directory of avatar images")
+    _check_avatar_dir(spark, directory)
     if _is_local(directory):
         local = _local_path(directory)
-        scratch_dir = scratch or tempfile.mkdtemp(prefix="silse-listing-")
-        os.makedirs(scratch_dir, exist_ok=True)
-        listing_file = os.path.join(scratch_dir, "listing.csv")
-        log.info("listed %d files under %s", _list_local_files(local, listing_file), local)
-        listing = spark.read.option("header", "true").schema(
-            "path string, _key string, account_id string, _size long"
-        ).csv("file:" + listing_file)
-        return _attach_content(listing, _binary_files(spark, ["file:" + local], recursive=True))
-    # Remote filesystems: Hadoop's listing reads no bytes (binaryFile prunes the content column).
-    listing = (
-        spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(directory)
-        .select("path", F.col("path").alias("_key"))
-        .withColumn("account_id", F.regexp_extract("path", r"([^/]+?)(\.[^./]*)?$", 1))
-    )
-    return _attach_content(listing, _binary_files(spark, [directory], recursive=True))
+        return _attach_content(_local_listing(spark, local, scratch),
+                               _binary_files(spark, ["file:" + local], recursive=True))
+    return _attach_content(_remote_listing(spark, directory), _binary_files(spark, [directory], recursive=True))
 
 
 def _read_table(spark: SparkSession, path: str, what: str) -> DataFrame:
@@ -180,8 +215,8 @@ def _require_columns(df: DataFrame, required: dict[str, tuple[type, ...]], what:
             )
 
 
-def read_manifest(spark: SparkSession, manifest: str) -> DataFrame:
-    """Accounts listed in a CSV or Parquet manifest with columns ``account_id``, ``path``."""
+def _manifest_listing(spark: SparkSession, manifest: str) -> tuple[DataFrame, list[str]]:
+    """The manifest's rows with their ``_key``, and the parent directories of its files that exist."""
     table = _read_table(spark, manifest, "--manifest")
     _require_columns(table, {"account_id": (T.StringType,), "path": (T.StringType,)}, "--manifest", manifest)
     listing = table.select("account_id", "path", normalise_path(F.col("path")).alias("_key"))
@@ -193,11 +228,19 @@ def read_manifest(spark: SparkSession, manifest: str) -> DataFrame:
     ]
     existing = [d for d in directories if _hadoop_exists(spark, d)]
     log.info("manifest %s: %d parent directories (%d exist)", manifest, len(directories), len(existing))
-    if existing:
-        content = _binary_files(spark, existing, recursive=False)
-    else:
-        content = spark.createDataFrame([], "path string, content binary")
-    return _attach_content(listing, content)
+    return listing, existing
+
+
+def _files_in(spark: SparkSession, directories: list[str]) -> DataFrame:
+    if directories:
+        return _binary_files(spark, directories, recursive=False)
+    return spark.createDataFrame([], "path string, content binary, length long, modificationTime timestamp")
+
+
+def read_manifest(spark: SparkSession, manifest: str) -> DataFrame:
+    """Accounts listed in a CSV or Parquet manifest with columns ``account_id``, ``path``."""
+    listing, existing = _manifest_listing(spark, manifest)
+    return _attach_content(listing, _files_in(spark, existing))
 
 
 def read_avatar_table(spark: SparkSession, table_path: str) -> DataFrame:
@@ -213,6 +256,8 @@ def read_avatar_table(spark: SparkSession, table_path: str) -> DataFrame:
         F.col("content"),
         F.when(F.col("content").isNull(), F.lit(STATUS_READ_ERROR)).alias("read_status"),
         F.when(F.col("content").isNull(), F.lit("content is null in the avatar table")).alias("read_error"),
+        F.lit(None).cast("long").alias("file_size"),
+        F.lit(None).cast("timestamp").alias("file_modified"),
     )
 
 
@@ -223,3 +268,80 @@ def read_accounts(spark: SparkSession, config: HashJobConfig, scratch: str | Non
     if config.input_kind == "manifest":
         return read_manifest(spark, config.input_path)
     return read_avatar_table(spark, config.input_path)
+
+
+def read_listing(
+    spark: SparkSession, config: HashJobConfig, scratch: str | None = None
+) -> tuple[DataFrame, bool] | None:
+    """The input's files with ``file_size`` and ``file_modified``, reading no bytes.
+
+    Returns ``(listing, local)`` with :data:`LISTING_COLUMNS` (a file that is
+    listed but cannot be examined has null size and time), ``local`` true when
+    every file is on the local (or a mounted shared) filesystem, so that
+    :func:`read_local_contents` can read them; ``None`` for an avatar table,
+    whose bytes are the input itself.
+    """
+    if config.input_kind == "avatar_table":
+        return None
+    if config.input_kind == "avatars":
+        _check_avatar_dir(spark, config.input_path)
+        if _is_local(config.input_path):
+            return _local_listing(spark, _local_path(config.input_path), scratch), True
+        return _remote_listing(spark, config.input_path), False
+    listing, existing = _manifest_listing(spark, config.input_path)
+    files = _files_in(spark, existing).select(
+        F.col("path").alias("_found"), F.col("length").alias("file_size"),
+        F.col("modificationTime").alias("file_modified"),
+    )
+    listing = listing.join(files, listing["_key"] == F.col("_found"), "left").select(*LISTING_COLUMNS)
+    local = listing.where(~F.col("_key").startswith("file:")).limit(1).count() == 0
+    return listing, local
+
+
+def _read_local_file(path: str, max_length: int) -> tuple[bytes | None, str | None, str | None]:
+    """``(content, read_status, read_error)`` for one local file, never raising."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None, STATUS_READ_ERROR, "file could not be read: not a regular file"
+        with open(path, "rb") as fh:
+            content = fh.read(max_length + 1)
+    except OSError as exc:
+        return None, STATUS_READ_ERROR, f"file could not be read: {exc.strerror or exc}"
+    if not content:
+        return None, STATUS_EMPTY, "file is empty (0 bytes)"
+    if len(content) > max_length:
+        return None, STATUS_READ_ERROR, f"file could not be read: larger than {MAX_LENGTH_CONF} ({max_length} bytes)"
+    return content, None, None
+
+
+def read_local_contents(spark: SparkSession, listing: DataFrame) -> DataFrame:
+    """The bytes of exactly the listed local files, read on the executors: ACCOUNT_COLUMNS.
+
+    Used for the files an incremental run must read (new or changed since the
+    previous run), where scanning the whole input directory would read every
+    file again. Each row keeps its account; a file that cannot be read gets
+    ``read_status`` and ``read_error`` as in a full scan.
+    """
+    max_length = int(spark.conf.get(MAX_LENGTH_CONF, None) or 2**31 - 1)
+    schema = T.StructType(
+        [
+            T.StructField("account_id", T.StringType()), T.StructField("path", T.StringType()),
+            T.StructField("content", T.BinaryType()), T.StructField("read_status", T.StringType()),
+            T.StructField("read_error", T.StringType()), T.StructField("file_size", T.LongType()),
+            T.StructField("file_modified", T.TimestampType()),
+        ]
+    )
+
+    def read(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            read = [_read_local_file(_local_path(key), max_length) for key in batch["_key"]]
+            yield pd.DataFrame(
+                {
+                    "account_id": batch["account_id"], "path": batch["path"],
+                    "content": [r[0] for r in read], "read_status": [r[1] for r in read],
+                    "read_error": [r[2] for r in read], "file_size": batch["file_size"].astype("Int64"),
+                    "file_modified": batch["file_modified"],
+                }
+            )
+
+    return listing.select(*LISTING_COLUMNS).mapInPandas(read, schema)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def avatar_dir(tmp_path_factory: pytest.TempPathFactory, demo_avatar_paths: list
 
 
 def read_partition(spark, output: Path, run_date: str) -> pd.DataFrame:  # noqa: ANN001
-    df = spark.read.parquet(str(output)).where(f"run_date = '{run_date}'")
+    df = spark.read.option("mergeSchema", "true").parquet(str(output)).where(f"run_date = '{run_date}'")
     return df.toPandas().sort_values("account_id").reset_index(drop=True)
 
 
@@ -177,3 +178,112 @@ def test_hostile_corpus_gives_one_row_per_file_with_its_status(spark, tmp_path: 
     assert ok.twin_value.notna().all() and ok.error.isna().all()
     bad = rows[rows.status != "ok"]
     assert bad.twin_value.isna().all() and bad.error.str.len().gt(10).all()
+
+
+def _copy_with_time(src: Path, dst: Path, mtime: float) -> None:
+    shutil.copy(src, dst)
+    os.utime(dst, (mtime, mtime))
+
+
+def test_incremental_run_reads_only_new_and_changed_files(spark, demo_avatar_paths: list[Path], tmp_path: Path) -> None:  # noqa: ANN001
+    root, out = tmp_path / "in", tmp_path / "hashes"
+    root.mkdir()
+    for i in range(6):
+        _copy_with_time(demo_avatar_paths[i], root / f"u{i}.png", 1_700_000_000 + i)
+    (root / "bad.png").write_bytes(b"not an image")
+    run_hash_job(spark, HashJobConfig("avatars", str(root), str(out), run_date="2026-01-01"))
+    first = read_partition(spark, out, "2026-01-01").set_index("account_id")
+    assert first.file_size.loc["u0"] == demo_avatar_paths[0].stat().st_size
+    assert first.file_modified.loc["u0"] == pd.Timestamp(1_700_000_000, unit="s")
+
+    # u1: other bytes of the same size with the old time put back: the quick check cannot see it, so its old
+    # code stands (proof the file was not read); --reread-all sees it. u2: touched, same bytes: read again,
+    # code reused by content. u3: replaced by another image. u4: deleted. new: a new account.
+    original_u1 = (root / "u1.png").read_bytes()
+    (root / "u1.png").write_bytes(bytes(b ^ 0xFF for b in original_u1))
+    os.utime(root / "u1.png", (1_700_000_001, 1_700_000_001))
+    os.utime(root / "u2.png", (1_800_000_000, 1_800_000_000))
+    _copy_with_time(demo_avatar_paths[10], root / "u3.png", 1_800_000_000)
+    (root / "u4.png").unlink()
+    shutil.copy(demo_avatar_paths[11], root / "new.png")
+
+    summary = run_hash_job(spark, HashJobConfig("avatars", str(root), str(out), run_date="2026-01-02",
+                                                previous=str(out)))
+    second = read_partition(spark, out, "2026-01-02").set_index("account_id")
+    assert sorted(second.index) == ["bad", "new", "u0", "u1", "u2", "u3", "u5"]
+    assert second.status.to_dict() == {"bad": "decode_error", **{k: "ok" for k in ("new", "u0", "u1", "u2",
+                                                                                     "u3", "u5")}}
+    for same in ("u0", "u1", "u2", "u5"):  # code and hashed_at taken over (u2 by content, the rest by metadata)
+        assert second.loc[same, ["content_sha256", "twin_value", "hashed_at"]].tolist() == \
+            first.loc[same, ["content_sha256", "twin_value", "hashed_at"]].tolist()
+    assert second.file_modified.loc["u2"] == pd.Timestamp(1_800_000_000, unit="s")
+    assert second.content_sha256.loc["u3"] != first.content_sha256.loc["u3"]
+    assert second.hashed_at.loc["u3"] > first.hashed_at.loc["u3"]
+    assert summary.reused == 4 and summary.inferred == 3  # u3, new and bad were decoded
+
+    # A full rerun of the same date agrees on every row except u1, whose bytes changed behind the quick check.
+    run_hash_job(spark, HashJobConfig("avatars", str(root), str(out), run_date="2026-01-02", previous=str(out),
+                                      reuse_unchanged_files=False))
+    full = read_partition(spark, out, "2026-01-02").set_index("account_id")
+    cols = ["path", "content_sha256", "twin_value", "status", "file_size", "file_modified"]
+    pd.testing.assert_frame_equal(full.drop(index="u1")[cols], second.drop(index="u1")[cols])
+    assert full.content_sha256.loc["u1"] != second.content_sha256.loc["u1"]
+
+
+def test_incremental_manifest_reads_changed_files_and_reports_missing(
+    spark, demo_avatar_paths: list[Path], tmp_path: Path  # noqa: ANN001
+) -> None:
+    images, out = tmp_path / "img", tmp_path / "o"
+    images.mkdir()
+    for i in range(3):
+        shutil.copy(demo_avatar_paths[i], images / f"{i}.png")
+    manifest = pd.DataFrame({"account_id": ["a", "b", "c", "c2", "gone"],
+                             "path": [str(images / "0.png"), str(images / "1.png"), str(images / "2.png"),
+                                      f"file://{images / '2.png'}", str(images / "missing.png")]})
+    manifest.to_csv(tmp_path / "m.csv", index=False)
+    run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(out), run_date="2026-01-01"))
+    (images / "1.png").unlink()
+    _copy_with_time(demo_avatar_paths[5], images / "2.png", 1_900_000_000)
+    summary = run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(out),
+                                                run_date="2026-01-02", previous=str(out)))
+    first = read_partition(spark, out, "2026-01-01").set_index("account_id")
+    rows = read_partition(spark, out, "2026-01-02").set_index("account_id")
+    assert rows.status.to_dict() == {"a": "ok", "b": "read_error", "c": "ok", "c2": "ok", "gone": "read_error"}
+    assert "could not be read" in rows.error.loc["b"]
+    assert rows.hashed_at.loc["a"] == first.hashed_at.loc["a"]
+    assert rows.content_sha256.loc["c"] == rows.content_sha256.loc["c2"] != first.content_sha256.loc["c"]
+    assert rows.path.loc["c2"] == f"file://{images / '2.png'}"
+    assert summary.reused == 1 and summary.inferred == 1
+
+
+def test_previous_output_without_file_metadata_reads_every_file(spark, avatar_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    out, old = tmp_path / "hashes", tmp_path / "old"
+    run_hash_job(spark, HashJobConfig("avatars", str(avatar_dir), str(out), run_date="2026-01-01"))
+    # An output written before the job recorded file metadata.
+    spark.read.parquet(str(out)).drop("file_size", "file_modified").write.partitionBy("run_date").parquet(str(old))
+    summary = run_hash_job(spark, HashJobConfig("avatars", str(avatar_dir), str(old), run_date="2026-01-02",
+                                                previous=str(old)))
+    assert summary.reused == 10 and summary.inferred == 2
+    rows = read_partition(spark, old, "2026-01-02")
+    assert rows.file_size.notna().all() and rows.file_modified.notna().all()
+    # The registered table shows the new columns, null for the partition written before them.
+    from silse_spark.catalog import register_tables
+
+    register_tables(spark, "evolved", {"hashes": str(old)})
+    counts = spark.sql("SELECT run_date, count(file_size) AS n FROM evolved.hashes GROUP BY run_date").collect()
+    assert {str(r["run_date"]): r["n"] for r in counts} == {"2026-01-01": 0, "2026-01-02": 12}
+
+
+def test_local_reader_gives_each_unreadable_file_a_status(tmp_path: Path) -> None:
+    from silse_spark.sources import _read_local_file
+
+    (tmp_path / "ok.png").write_bytes(b"12345")
+    (tmp_path / "empty.png").write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe.png")  # opening it would block: must be refused, not read
+    assert _read_local_file(str(tmp_path / "ok.png"), 10) == (b"12345", None, None)
+    assert _read_local_file(str(tmp_path / "ok.png"), 4)[1:] == (
+        "read_error", "file could not be read: larger than spark.sql.sources.binaryFile.maxLength (4 bytes)")
+    assert _read_local_file(str(tmp_path / "empty.png"), 10) == (None, "empty", "file is empty (0 bytes)")
+    assert _read_local_file(str(tmp_path / "pipe.png"), 10)[2] == "file could not be read: not a regular file"
+    assert _read_local_file(str(tmp_path), 10)[2] == "file could not be read: not a regular file"
+    assert _read_local_file(str(tmp_path / "no.png"), 10)[2] == "file could not be read: No such file or directory"
