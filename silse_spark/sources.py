@@ -261,13 +261,31 @@ def read_avatar_table(spark: SparkSession, table_path: str) -> DataFrame:
     )
 
 
+LOCAL_READER_CONF = "spark.silse.localReader"
+"""``python`` (default): local files are read by the executors' Python workers, one ``open`` per file;
+``spark``: by Spark's ``binaryFile`` scan (Hadoop's checksummed local filesystem, several system calls
+per file; the way HDFS/S3 inputs are always read)."""
+
+
+def python_reader(spark: SparkSession) -> bool:
+    """Whether local files are read by :func:`read_local_contents` (see :data:`LOCAL_READER_CONF`)."""
+    value = (spark.conf.get(LOCAL_READER_CONF, None) or "python").strip().lower()
+    if value not in ("python", "spark"):
+        raise ConfigError(f"{LOCAL_READER_CONF}={value!r}; expected 'python' or 'spark'")
+    return value == "python"
+
+
 def read_accounts(spark: SparkSession, config: HashJobConfig, scratch: str | None = None) -> DataFrame:
     """The job's input as one accounts DataFrame (see module docstring)."""
+    if config.input_kind == "avatar_table":
+        return read_avatar_table(spark, config.input_path)
+    if python_reader(spark):
+        listed = read_listing(spark, config, scratch)
+        if listed is not None and listed[1]:
+            return read_local_contents(spark, listed[0])
     if config.input_kind == "avatars":
         return read_avatar_dir(spark, config.input_path, scratch)
-    if config.input_kind == "manifest":
-        return read_manifest(spark, config.input_path)
-    return read_avatar_table(spark, config.input_path)
+    return read_manifest(spark, config.input_path)
 
 
 def read_listing(

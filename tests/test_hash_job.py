@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -147,7 +148,19 @@ def test_bad_configuration_fails_before_work(spark, tmp_path: Path) -> None:  # 
     assert not (tmp_path / "o").exists()
 
 
-def test_unreadable_entries_and_odd_names_keep_their_rows(spark, demo_avatar_paths: list[Path], tmp_path: Path) -> None:  # noqa: ANN001
+@pytest.fixture(params=["python", "spark"])
+def local_reader(spark, request: pytest.FixtureRequest) -> Iterator[str]:  # noqa: ANN001
+    """Run a test with local files read by the Python workers (default) and by Spark's binaryFile scan."""
+    from silse_spark.sources import LOCAL_READER_CONF
+
+    spark.conf.set(LOCAL_READER_CONF, request.param)
+    yield request.param
+    spark.conf.unset(LOCAL_READER_CONF)
+
+
+def test_unreadable_entries_and_odd_names_keep_their_rows(
+    spark, demo_avatar_paths: list[Path], tmp_path: Path, local_reader: str  # noqa: ANN001
+) -> None:
     root = tmp_path / "in"
     root.mkdir()
     for name in ("sp ace%20.png", "ünï.png", "q#?.png"):
@@ -162,7 +175,7 @@ def test_unreadable_entries_and_odd_names_keep_their_rows(spark, demo_avatar_pat
     assert rows.loc["ünï", "path"] == str(root / "ünï.png")
 
 
-def test_hostile_corpus_gives_one_row_per_file_with_its_status(spark, tmp_path: Path) -> None:  # noqa: ANN001
+def test_hostile_corpus_gives_one_row_per_file_with_its_status(spark, tmp_path: Path, local_reader: str) -> None:  # noqa: ANN001
     from conftest import HOSTILE, HOSTILE_STATUS
 
     corpus = tmp_path / "hostile"
