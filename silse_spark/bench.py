@@ -229,10 +229,10 @@ def _worker_pss(jvm: Any) -> int:
     return total
 
 
-def spark_run(args: list[str]) -> tuple[float, str, float]:
+def spark_run(args: list[str], conf: tuple[str, ...] = ()) -> tuple[float, str, float]:
     """Run ``jobs/hash_all.py``; wall seconds, its stdout and the Python workers' peak summed PSS in MiB."""
     argv = [str(Path(sys.executable).parent / "spark-submit"), "--conf", "spark.ui.showConsoleProgress=false",
-            str(REPO / "jobs" / "hash_all.py"), *args]
+            *(x for c in conf for x in ("--conf", c)), str(REPO / "jobs" / "hash_all.py"), *args]
     wall, stdout, peaks = submit_sampled(argv, {"workers": _worker_pss}, "hash_all.py")
     return wall, stdout, peaks["workers"] / 2**20
 
@@ -268,6 +268,9 @@ def run(output: Path, count: int, work: Path, sources: Path) -> dict[str, Any]:
     out = work / "hashes"
     wall1, stdout1, pss1 = spark_run(["--avatars", str(work / "images"), "--output", str(out),
                                       "--run-date", "2026-01-01"])
+    # The same first run with the files read by Spark's binaryFile scan (the job before the Python reader).
+    wall1s, stdout1s, _ = spark_run(["--avatars", str(work / "images"), "--output", str(work / "hashes-scan"),
+                                     "--run-date", "2026-01-01"], conf=("spark.silse.localReader=spark",))
     incremental = ["--run-date", "2026-01-02", "--previous"]
     wall2, stdout2, _ = spark_run(["--avatars", str(work / "images"), "--output", str(out), *incremental, str(out)])
     wall2q, stdout2q, _ = spark_run([*quarter_args[:4], *incremental, quarter_args[3]])
@@ -275,7 +278,7 @@ def run(output: Path, count: int, work: Path, sources: Path) -> dict[str, Any]:
     wall3, stdout3, _ = spark_run(["--avatars", str(work / "images"), "--output", str(out), *incremental, str(out),
                                    "--reread-all"])
     job0, job1, job2 = _job_seconds(stdout0), _job_seconds(stdout1), _job_seconds(stdout2)
-    job2q, job3 = _job_seconds(stdout2q), _job_seconds(stdout3)
+    job2q, job3, job1s = _job_seconds(stdout2q), _job_seconds(stdout3), _job_seconds(stdout1s)
     per_image = (count - count // 4) / (job1 - job0)
     # Seconds per image that scale with the input, first run vs incremental, from the N/4 and N runs of each.
     marginal_first = (job1 - job0) / (count - count // 4)
@@ -300,6 +303,7 @@ def run(output: Path, count: int, work: Path, sources: Path) -> dict[str, Any]:
         "images": count,
         "spark_first_run": {"worker_pss_peak_mib": pss1, "wall_s": wall1, "job_s": job1, "startup_s": wall1 - job1,
                             "images_per_s_job": count / job1, "fraction_of_raw": count / job1 / best_raw},
+        "spark_first_run_binaryfile_reader": {"wall_s": wall1s, "job_s": job1s, "images_per_s_job": count / job1s},
         "spark_quarter_run": {"images": count // 4, "wall_s": wall0, "job_s": job0,
                               "images_per_s_job": (count // 4) / job0},
         "spark_per_image": {"images_per_s": per_image, "fraction_of_raw": per_image / best_raw,
@@ -323,7 +327,7 @@ def render(r: dict[str, Any], count: int) -> str:
         f"| {bs} | {raw['float32'][bs]:.1f} | {raw['mixed_bfloat16'][bs]:.1f} |" for bs in raw["float32"]
     )
     s0, s1, s2 = r["spark_quarter_run"], r["spark_first_run"], r["spark_incremental_run"]
-    s3 = r["spark_incremental_reread_all"]
+    s3, s1s = r["spark_incremental_reread_all"], r["spark_first_run_binaryfile_reader"]
     sa = r["seed_architecture"]
     marginal = r["spark_per_image"]
     native = "native" if r["machine"]["native_bfloat16"] else "emulated (no AVX512-BF16/AMX on this CPU)"
@@ -361,6 +365,7 @@ at {sa['float32_images_per_s']:.1f} images/s in float32 (batch 64), {sa['fractio
 |---|---|---|---|---|---|
 | first, {s0['images']} of the images | {s0['wall_s']:.1f} | {s0['wall_s'] - s0['job_s']:.1f} | {s0['job_s']:.1f} | {s0['images_per_s_job']:.1f} | – |
 | first | {s1['wall_s']:.1f} | {s1['startup_s']:.1f} | {s1['job_s']:.1f} | {s1['images_per_s_job']:.1f} | {s1['fraction_of_raw']:.2f} |
+| first, files read by `binaryFile` (`spark.silse.localReader=spark`) | {s1s['wall_s']:.1f} | {s1s['wall_s'] - s1s['job_s']:.1f} | {s1s['job_s']:.1f} | {s1s['images_per_s_job']:.1f} | – |
 | `--previous` (incremental), {s0['images']} of the images | – | – | {s2['quarter_job_s']:.1f} | – | – |
 | `--previous` (incremental) | {s2['wall_s']:.1f} | {s2['wall_s'] - s2['job_s']:.1f} | {s2['job_s']:.1f} | – | {s2['fraction_of_first_job']:.2f} of first job |
 | `--previous --reread-all` | {s3['wall_s']:.1f} | {s3['wall_s'] - s3['job_s']:.1f} | {s3['job_s']:.1f} | – | {s3['fraction_of_first_job']:.2f} of first job |

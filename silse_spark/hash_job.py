@@ -164,22 +164,26 @@ def summarise(
 ) -> HashJobSummary:
     """Counts per status, reused vs inferred, from the partition just written (no per-row collect)."""
     written = spark.read.parquet(output).where(F.col("run_date") == run_date)
-    by_status = {r["status"]: int(r["count"]) for r in written.groupBy("status").count().collect()}
-    contents = written.where(F.col("status") == "ok").select(
-        "content_sha256", (F.col("hashed_at") < F.lit(hashed_at).cast("timestamp")).alias("reused")
-    ).dropDuplicates(["content_sha256"])
-    counts = {bool(r["reused"]): int(r["count"]) for r in contents.groupBy("reused").count().collect()}
-    failed_contents = written.where(
-        (F.col("status") != "ok") & F.col("content_sha256").isNotNull()
-    ).select("content_sha256").distinct().count()
+    # One aggregation job. Rows with the same bytes share a status, so distinct counts per status add up.
+    ok = F.col("status") == "ok"
+    reused = F.col("hashed_at") < F.lit(hashed_at).cast("timestamp")
+    per_status = written.groupBy("status").agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.countDistinct(F.when(ok & reused, F.col("content_sha256"))).alias("reused"),
+        F.countDistinct(F.when(ok & ~reused, F.col("content_sha256"))).alias("new"),
+        F.countDistinct(F.when(~ok, F.col("content_sha256"))).alias("failed"),
+    ).collect()
+    by_status = {r["status"]: int(r["rows"]) for r in per_status}
+    reused_contents, new_contents, failed_contents = (sum(int(r[k]) for r in per_status)
+                                                      for k in ("reused", "new", "failed"))
     summary = HashJobSummary(
         run_date=run_date,
         model_version=model_version,
         rows=sum(by_status.values()),
         status_counts=by_status,
-        distinct_contents=counts.get(False, 0) + counts.get(True, 0) + failed_contents,
-        reused=counts.get(True, 0),
-        inferred=counts.get(False, 0) + failed_contents,
+        distinct_contents=reused_contents + new_contents + failed_contents,
+        reused=reused_contents,
+        inferred=new_contents + failed_contents,
         seconds=seconds,
     )
     if summary.rows == 0:
