@@ -24,6 +24,7 @@ from silse_spark.training.data import (
 )
 from silse_spark.training.train import (
     CONFIGS,
+    NegativeMemory,
     TrainConfig,
     TrainConfigError,
     TrainState,
@@ -109,6 +110,76 @@ def test_pair_objective_splits_rows_into_originals_and_copies() -> None:
         losses.PairObjective(kind="triplet")
 
 
+def _numpy_memory_loss(u: np.ndarray, ids: np.ndarray, memory: np.ndarray, memory_ids: np.ndarray,
+                       margin: float, hard_weight: float) -> float:
+    """The memory term written out with loops, as the reference."""
+    excess = np.zeros((len(u), len(memory)))
+    counted = np.zeros_like(excess)
+    for i in range(len(u)):
+        for j in range(len(memory)):
+            if memory_ids[j] >= 0 and memory_ids[j] != ids[i]:
+                counted[i, j] = 1.0
+                excess[i, j] = max(float(u[i] @ memory[j]) / u.shape[1] - margin, 0.0)
+    soft = float((excess ** 2).sum() / max(counted.sum(), 1.0))
+    return soft + hard_weight * float(excess.max(axis=1).mean())
+
+
+def test_memory_negative_loss_matches_numpy_and_masks_the_same_image() -> None:
+    rng = np.random.default_rng(5)
+    u = f32(np.tanh(rng.normal(size=(6, 48))))
+    memory = f32(np.tanh(rng.normal(size=(10, 48))))
+    memory[3] = u[2]                         # row 2's own image, kept earlier: identical, must not count
+    ids = f32([0, 1, 2, 3, 4, 5])
+    memory_ids = f32([9, 8, 7, 2, 6, -1, 11, 12, 1, 13])   # slot 5 is empty
+    got = float(losses.memory_negative_loss(u, ids, memory, memory_ids, -0.1, 0.7))
+    want = _numpy_memory_loss(u, ids, memory, memory_ids, -0.1, 0.7)
+    assert got == pytest.approx(want, rel=1e-5)
+    unmasked = memory_ids.copy()
+    unmasked[3] = 20.0
+    assert float(losses.memory_negative_loss(u, ids, memory, unmasked, -0.1, 0.7)) > got + 0.01
+    # An empty memory adds nothing.
+    assert float(losses.memory_negative_loss(u, ids, memory, np.full(10, -1.0, np.float32), 0.0, 1.0)) == 0.0
+
+
+def test_negative_memory_keeps_the_last_k_batches() -> None:
+    memory = NegativeMemory(batches=3, rows=2, bits=4)
+    assert (memory.ids == -1).all()
+    for step in range(5):
+        memory.push(np.full((2, 4), step, np.float32), np.array([10 * step, 10 * step + 1]))
+    # Only batches 2, 3 and 4 remain: 3 overwrote 0, 4 overwrote 1.
+    assert sorted(memory.ids.tolist()) == [20, 21, 30, 31, 40, 41]
+    assert sorted(set(memory.outputs[:, 0].tolist())) == [2.0, 3.0, 4.0]
+    targets = memory.targets(np.array([5, 6]))
+    assert targets.shape == (2, 1 + 3 * 5)
+    np.testing.assert_array_equal(targets[:, 0], [5, 6])
+    unpacked = targets[:, 1:].reshape(-1, 5)                  # as PairObjective reads it
+    np.testing.assert_array_equal(unpacked[:, 0], memory.ids)
+    np.testing.assert_array_equal(unpacked[:, 1:], memory.outputs)
+    with pytest.raises(ValueError, match="2 rows"):
+        memory.push(np.zeros((3, 4)), np.arange(3))
+
+
+def test_pair_objective_with_memory_adds_the_memory_term() -> None:
+    rng = np.random.default_rng(6)
+    y_pred = f32(rng.uniform(0.02, 0.98, (8, 48)))        # 4 originals, 4 copies
+    weights = dict(kind="v1", neg_margin=0.0, hard_weight=0.5, neg_weight=2.0, balance_weight=1.0,
+                   decorrelation_weight=1.0, quantisation_weight=0.3, weakest_bits_weight=0.5)
+    plain = float(losses.PairObjective(**weights)(np.zeros((8, 1)), y_pred))
+    # memory_batches=0 ignores y_true entirely: the old loss exactly.
+    assert float(losses.PairObjective(**weights, memory_batches=0)(rng.normal(size=(8, 5)), y_pred)) == plain
+    memory = NegativeMemory(batches=2, rows=8)
+    row_ids = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    objective = losses.PairObjective(**weights, memory_batches=2, memory_weight=1.5)
+    # An empty memory: the old loss.
+    assert float(objective(memory.targets(row_ids), y_pred)) == pytest.approx(plain, rel=1e-6)
+    memory.push(f32(np.tanh(rng.normal(size=(8, 48)))), np.array([4, 5, 6, 7, 2, 9, 10, 11]))
+    memory.push(f32(np.tanh(rng.normal(size=(8, 48)))), np.array([12, 13, 14, 15, 16, 17, 18, 19]))
+    got = float(objective(memory.targets(row_ids), y_pred))
+    extra = _numpy_memory_loss(2 * y_pred - 1, row_ids, memory.outputs, memory.ids, 0.0, 0.5)
+    assert extra > 0
+    assert got == pytest.approx(plain + 2.0 * 1.5 * extra, rel=1e-5)
+
+
 # ----------------------------------------------------------- training step
 
 
@@ -134,6 +205,21 @@ def test_training_steps_reduce_the_loss_and_change_weights() -> None:
     assert last < first
     changed = [not np.allclose(x, y) for x, y in zip(before, model.get_weights(), strict=True)]
     assert sum(changed) > len(changed) // 2
+
+
+def test_training_step_with_a_memory_fills_it_with_the_batch_outputs() -> None:
+    model = build_trainable(_tiny_config(memory_batches=2))
+    memory = NegativeMemory(batches=2, rows=8)
+    a, b = _tiny_batch()
+    ids = np.array([3, 1, 4, 0])
+    losses_seen = [train_step(model, a, b, memory, ids) for _ in range(3)]
+    assert all(np.isfinite(losses_seen)) and memory.pushed == 3
+    np.testing.assert_array_equal(memory.ids[8:], [3, 1, 4, 0, 3, 1, 4, 0])
+    x = np.concatenate([a, b]).astype(np.float32)
+    newest = memory.outputs[:8]                                 # the third push overwrote slot 0
+    np.testing.assert_allclose(newest, 2 * np.asarray(model.predict_on_batch(x)) - 1, atol=1e-5)
+    with pytest.raises(ValueError, match="source ids"):
+        train_step(model, a, b, memory)
 
 
 def test_checkpoint_round_trip_and_export(tmp_path: Path) -> None:
@@ -193,6 +279,12 @@ def test_named_configs_are_valid_and_seed_follows_the_design() -> None:
     seed = get_config("seed")
     assert (seed.architecture, seed.loss) == ("seed", "seed")
     assert set(seed.families) == {"rotation", "shift_h", "shift_w", "channel_scale", "combined"}
+    # The negative memory is off everywhere but v1-r5, which otherwise keeps v1-r2's loss from the shipped model.
+    assert [name for name, c in CONFIGS.items() if c.memory_batches] == ["v1-r5"]
+    r5, r2 = get_config("v1-r5"), get_config("v1-r2")
+    assert (r5.init_weights, r5.memory_batches, r5.learning_rate) == ("silse-v1", 16, 2e-4)
+    assert dataclasses.replace(r5, name="v1-r2", memory_batches=0, learning_rate=r2.learning_rate, seed=r2.seed,
+                               description="") == r2
 
 
 @pytest.mark.parametrize(
@@ -207,6 +299,9 @@ def test_named_configs_are_valid_and_seed_follows_the_design() -> None:
         ({"anchor_alter_prob": 1.5}, "anchor_alter_prob"),
         ({"init_from": "seed"}, "use --resume"),
         ({"init_from": "v1", "init_weights": "silse-v1"}, "at most one of init_from"),
+        ({"memory_batches": -1}, "memory_batches -1"),
+        ({"memory_batches": 4}, "needs loss 'v1'"),
+        ({"memory_weight": -0.5}, "memory_weight"),
     ],
 )
 def test_config_validation_says_what_is_wrong(changes: dict[str, object], message: str) -> None:

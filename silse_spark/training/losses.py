@@ -20,6 +20,10 @@ The silse-v1 terms work on the signed outputs ``u = 2 * w - 1`` in (-1, 1)
     All in-batch pairs of distinct images: their mean bit agreement
     ``u_i . u_j / 48`` is pushed below ``margin``, with extra weight on the
     hardest negative of each row.
+``memory_negative_loss``
+    The same push against the signed outputs of earlier batches (a queue,
+    :class:`silse_spark.training.train.NegativeMemory`), passed in as data so
+    no gradient flows into them; rows of the same source image are masked.
 ``balance_loss``
     Each bit should be 1 for half the images: squared batch mean of ``u``.
 ``decorrelation_loss``
@@ -150,6 +154,45 @@ def negative_similarity_loss(u_a: Tensor, u_b: Tensor, margin: float, hard_weigh
     return soft + hard_weight * hard
 
 
+def memory_negative_loss(
+    u: Tensor, ids: Tensor, memory: Tensor, memory_ids: Tensor, margin: float, hard_weight: float
+) -> Tensor:
+    """:func:`negative_similarity_loss` of the rows ``u`` against a memory of earlier outputs.
+
+    Parameters
+    ----------
+    u
+        ``(n, bits)`` signed outputs of this batch.
+    ids
+        ``(n,)`` source image of each row of ``u``.
+    memory
+        ``(m, bits)`` signed outputs kept from earlier batches (data: no gradient).
+    memory_ids
+        ``(m,)`` source image of each memory row; negative for an empty slot.
+        A memory row counts only where it is filled and from another image.
+
+    ``mean(relu(sim - margin)^2)`` over the counted (row, memory row) pairs,
+    plus ``hard_weight`` times the mean over rows of each row's hardest one
+    (0 for a row with no counted memory row).
+
+    >>> import numpy as np
+    >>> u = np.ones((1, 48), "float32")
+    >>> mem = np.stack([np.ones(48), -np.ones(48)]).astype("float32")
+    >>> float(memory_negative_loss(u, np.array([0.0]), mem, np.array([5.0, 6.0]), 0.0, 1.0))  # (1 + 0) / 2 + 1
+    1.5
+    >>> float(memory_negative_loss(u, np.array([5.0]), mem, np.array([5.0, 6.0]), 0.0, 1.0))  # own image masked
+    0.0
+    """
+    sim = similarity_matrix(ops.cast(u, "float32"), ops.cast(memory, "float32"))
+    ids = ops.reshape(ops.cast(ids, "float32"), (-1, 1))
+    memory_ids = ops.reshape(ops.cast(memory_ids, "float32"), (1, -1))
+    counted = ops.cast(ops.logical_and(memory_ids >= 0.0, ops.not_equal(memory_ids, ids)), "float32")
+    excess = ops.relu(sim - margin) * counted
+    soft = ops.sum(excess * excess) / ops.maximum(ops.sum(counted), 1.0)
+    hard = ops.mean(ops.max(excess, axis=1))
+    return soft + hard_weight * hard
+
+
 def balance_loss(u: Tensor) -> Tensor:
     """Mean over bits of the squared batch mean of ``u`` (0 when every bit is half 1, half 0).
 
@@ -200,6 +243,16 @@ class PairObjective(keras.losses.Loss):
     label purposely set to all zero"): original ``i`` and copy ``i`` are a
     similar pair, original ``i`` and copy ``j != i`` different images. ``kind="seed"`` is the design's loss; ``kind="v1"`` the
     weighted sum of the silse-v1 terms.
+
+    With ``memory_batches > 0`` (``kind="v1"`` only), ``y_true`` is not
+    ignored but carries the negative memory, laid out by
+    :meth:`silse_spark.training.train.NegativeMemory.targets`: column 0 the
+    source id of each row of ``y_pred``, the other columns the memory rows
+    ``(id, u_1 .. u_bits)`` in row-major order. Every row of this batch
+    (originals and copies) is pushed away from the memory with
+    :func:`memory_negative_loss`, at ``neg_weight * memory_weight``. Being
+    data, the memory gets no gradient. ``memory_batches = 0`` is the loss
+    without memory, term for term.
     """
 
     def __init__(
@@ -215,12 +268,16 @@ class PairObjective(keras.losses.Loss):
         quantisation_weight: float = 0.0,
         weakest_bits_weight: float = 0.0,
         weakest_bits_k: int = 4,
+        memory_batches: int = 0,
+        memory_weight: float = 1.0,
         name: str = "silse_pair_objective",
         **kwargs: Any,
     ) -> None:
         super().__init__(name=name, **kwargs)
         if kind not in ("seed", "v1"):
             raise ValueError(f"loss kind {kind!r} unknown; expected 'seed' or 'v1'")
+        if memory_batches and kind != "v1":
+            raise ValueError("a negative memory (memory_batches > 0) needs loss kind 'v1'")
         self.kind = kind
         self.pos_margin = pos_margin
         self.neg_margin = neg_margin
@@ -232,6 +289,8 @@ class PairObjective(keras.losses.Loss):
         self.quantisation_weight = quantisation_weight
         self.weakest_bits_weight = weakest_bits_weight
         self.weakest_bits_k = weakest_bits_k
+        self.memory_batches = memory_batches
+        self.memory_weight = memory_weight
 
     def call(self, y_true: Tensor, y_pred: Tensor) -> Tensor:
         y_pred = ops.cast(y_pred, "float32")
@@ -245,6 +304,13 @@ class PairObjective(keras.losses.Loss):
         loss = loss + self.neg_weight * negative_similarity_loss(u_a, u_b, self.neg_margin, self.hard_weight)
         if self.weakest_bits_weight:
             loss = loss + self.weakest_bits_weight * weakest_bits_loss(u_a, u_b, self.pos_margin, self.weakest_bits_k)
+        if self.memory_batches and self.memory_weight:
+            y_true = ops.cast(y_true, "float32")
+            bits = y_pred.shape[-1]
+            memory = ops.reshape(y_true[:, 1:], (-1, bits + 1))
+            memory_loss = memory_negative_loss(both, y_true[:, 0], memory[:, 1:], memory[:, 0],
+                                               self.neg_margin, self.hard_weight)
+            loss = loss + self.neg_weight * self.memory_weight * memory_loss
         if self.balance_weight:
             loss = loss + self.balance_weight * balance_loss(both)
         if self.decorrelation_weight:
@@ -260,6 +326,7 @@ class PairObjective(keras.losses.Loss):
             hard_weight=self.hard_weight, pos_weight=self.pos_weight, neg_weight=self.neg_weight,
             balance_weight=self.balance_weight, decorrelation_weight=self.decorrelation_weight,
             quantisation_weight=self.quantisation_weight, weakest_bits_weight=self.weakest_bits_weight,
-            weakest_bits_k=self.weakest_bits_k,
+            weakest_bits_k=self.weakest_bits_k, memory_batches=self.memory_batches,
+            memory_weight=self.memory_weight,
         )
         return config

@@ -5,6 +5,9 @@ image (``b``), both resized to the model's 108x108 input with the production
 resampling (bilinear). Variations run on the 128x128 canvas, before the
 resize, as they would on an uploaded file. Rows come from distinct corpus
 images, so row ``i``'s original and row ``j``'s copy are different images.
+With ``with_ids``, each batch also carries the corpus index of every row (the
+source image), so that outputs kept from earlier batches can be told apart
+from the same image's (:class:`silse_spark.training.train.NegativeMemory`).
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ class PairBatches:
         are copies); 0 for the design's clean-original pairs.
     max_chain
         Copies get 1..``max_chain`` stacked variations.
+    with_ids
+        Iterate over ``(a, b, ids)`` instead of ``(a, b)``: ``ids`` are the
+        rows' corpus indices (int64). The images are the same either way.
     """
 
     def __init__(
@@ -65,6 +71,7 @@ class PairBatches:
         seed: int,
         anchor_alter_prob: float = 0.0,
         max_chain: int = 1,
+        with_ids: bool = False,
     ) -> None:
         unknown = [f for f in families if f not in FAMILIES]
         if unknown:
@@ -77,12 +84,20 @@ class PairBatches:
         self.rng = np.random.default_rng(seed)
         self.anchor_alter_prob = anchor_alter_prob
         self.max_chain = max_chain
+        self.with_ids = with_ids
 
     def batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """The next ``(a, b)``: originals and their altered copies, row for row."""
+        a, b, _ = self.labelled_batch()
+        return a, b
+
+    def labelled_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The next ``(a, b, ids)``, ``ids[i]`` the corpus index that row ``i`` was made from."""
         idx = self.rng.choice(len(self.canvases), size=self.batch_size, replace=False)
         a = np.empty((self.batch_size, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
         b = np.empty_like(a)
-        for row, i in enumerate(np.sort(idx)):
+        idx = np.sort(idx)
+        for row, i in enumerate(idx):
             canvas = np.asarray(self.canvases[i])
             if self.rng.random() < self.anchor_alter_prob:
                 a[row] = altered(canvas, self.families, self.rng)
@@ -91,16 +106,16 @@ class PairBatches:
             chain = int(self.rng.integers(1, self.max_chain + 1))
             b[row] = altered(canvas, self.families, self.rng, chain)
         order = self.rng.permutation(self.batch_size)
-        return a[order], b[order]
+        return a[order], b[order], idx[order].astype(np.int64)
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple[np.ndarray, ...]]:
         while True:
-            yield self.batch()
+            yield self.labelled_batch() if self.with_ids else self.batch()
 
 
-def prefetch(batches: PairBatches, depth: int = 4) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def prefetch(batches: PairBatches, depth: int = 4) -> Iterator[tuple[np.ndarray, ...]]:
     """Produce batches on a background thread (PIL releases the GIL while resampling)."""
-    q: queue.Queue[tuple[np.ndarray, np.ndarray]] = queue.Queue(maxsize=depth)
+    q: queue.Queue[tuple[np.ndarray, ...]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def work() -> None:

@@ -18,6 +18,8 @@ Configurations (:data:`CONFIGS`) are frozen, validated dataclasses:
     stacked and sometimes on both sides of a pair; margin loss on signed
     outputs for copies, all in-batch different images as negatives with a
     hardest-negative term, bit balance, decorrelation and quantisation.
+    Descendants (``v1-r2`` .. ``v1-r5``) start from earlier weights;
+    ``v1-r5`` adds negatives beyond the batch (:class:`NegativeMemory`).
 
 The training step is Keras 3 (``compile`` + ``train_on_batch`` with a
 ``keras.ops`` loss), so it runs under the TensorFlow or the JAX backend.
@@ -93,6 +95,8 @@ class TrainConfig:
     quantisation_weight: float = 0.0
     weakest_bits_weight: float = 0.0
     weakest_bits_k: int = 4
+    memory_batches: int = 0
+    memory_weight: float = 1.0
     seed: int = 0
     checkpoint_minutes: float = 3.0
     init_from: str = ""
@@ -130,6 +134,10 @@ class TrainConfig:
             problems.append("set at most one of init_from (a checkpoint) and init_weights (a shipped model version)")
         if not 1 <= self.weakest_bits_k <= 48:
             problems.append(f"weakest_bits_k {self.weakest_bits_k} must be between 1 and 48")
+        if self.memory_batches < 0:
+            problems.append(f"memory_batches {self.memory_batches} must be >= 0 (0: no negative memory)")
+        if self.memory_batches and self.loss != "v1":
+            problems.append(f"memory_batches needs loss 'v1', not {self.loss!r}")
         if self.checkpoint_minutes <= 0:
             problems.append(f"checkpoint_minutes {self.checkpoint_minutes} must be > 0")
         if problems:
@@ -220,6 +228,17 @@ CONFIGS["v2"] = replace(
     description=("v2 architecture (v1 trunk, global average+max pooled head for shift tolerance), the v1 "
                  "variations and loss plus an exact-code term on each copy's 4 weakest bits"),
 )
+CONFIGS["v1-r5"] = replace(
+    CONFIGS["v1-r2"],
+    name="v1-r5",
+    learning_rate=2e-4,
+    memory_batches=16,
+    memory_weight=1.0,
+    seed=5,
+    description=("sixth phase of v1: from the shipped silse-v1 weights (fresh Adam at 2e-4), the v1-r2 loss plus "
+                 "negatives beyond the batch: every row is also pushed away from a memory of the signed outputs "
+                 "of the last 16 batches (1,536 rows, same source image masked), with a hardest-negative term"),
+)
 """Named configurations, selected with ``--config``."""
 
 
@@ -241,7 +260,8 @@ def make_objective(config: TrainConfig) -> Any:
         hard_weight=config.hard_weight, pos_weight=config.pos_weight, neg_weight=config.neg_weight,
         balance_weight=config.balance_weight, decorrelation_weight=config.decorrelation_weight,
         quantisation_weight=config.quantisation_weight, weakest_bits_weight=config.weakest_bits_weight,
-        weakest_bits_k=config.weakest_bits_k,
+        weakest_bits_k=config.weakest_bits_k, memory_batches=config.memory_batches,
+        memory_weight=config.memory_weight,
     )
 
 
@@ -287,11 +307,73 @@ def build_trainable(config: TrainConfig) -> keras.Model:
     return model
 
 
-def train_step(model: keras.Model, a: np.ndarray, b: np.ndarray) -> float:
-    """One optimisation step on a batch of originals ``a`` and copies ``b`` (uint8 images)."""
+class NegativeMemory:
+    """A queue of the signed outputs ``u = 2w - 1`` of the last ``batches`` training batches.
+
+    Plain numpy arrays: a ring of ``batches * rows`` slots, each a source id
+    (the corpus index, -1 while empty) and ``bits`` signed outputs. The
+    objective receives it as ``y_true`` (:meth:`targets`), so the memory is
+    data to the training step: no gradient, and the step stays a
+    ``keras.ops`` loss under any backend. :meth:`push` overwrites the oldest
+    batch. Not checkpointed: after ``--resume`` it refills in ``batches`` steps.
+
+    >>> memory = NegativeMemory(batches=2, rows=2, bits=3)
+    >>> memory.push(np.ones((2, 3)), np.array([7, 8]))
+    >>> memory.targets(np.array([1, 2])).shape  # (rows, 1 + batches * (1 + bits))
+    (2, 9)
+    """
+
+    def __init__(self, batches: int, rows: int, bits: int = 48) -> None:
+        if batches < 1 or rows < 1:
+            raise ValueError(f"a negative memory needs batches >= 1 and rows >= 1, got {batches}, {rows}")
+        self.batches = batches
+        self.rows = rows
+        self.bits = bits
+        self.ids = np.full(batches * rows, -1.0, np.float32)
+        self.outputs = np.zeros((batches * rows, bits), np.float32)
+        self.pushed = 0
+
+    def push(self, u: np.ndarray, ids: np.ndarray) -> None:
+        """Keep one batch: signed outputs ``(rows, bits)`` and source ids ``(rows,)``, replacing the oldest."""
+        u = np.asarray(u, np.float32)
+        if u.shape != (self.rows, self.bits) or len(ids) != self.rows:
+            raise ValueError(f"memory expects {self.rows} rows of {self.bits} outputs and ids, got {u.shape} "
+                             f"and {len(ids)} ids")
+        start = (self.pushed % self.batches) * self.rows
+        self.outputs[start : start + self.rows] = u
+        self.ids[start : start + self.rows] = np.asarray(ids, np.float32)
+        self.pushed += 1
+
+    def targets(self, ids: np.ndarray) -> np.ndarray:
+        """``y_true`` for a batch with row source ids ``ids``: ``(rows, 1 + batches * (1 + bits))``.
+
+        Column 0: ``ids``; then the memory rows ``(id, u)``, row-major, as
+        :class:`silse_spark.training.losses.PairObjective` unpacks them.
+        """
+        if len(ids) != self.rows:
+            raise ValueError(f"memory targets need {self.rows} row ids, got {len(ids)}")
+        packed = np.concatenate([self.ids[:, None], self.outputs], axis=1).reshape(self.rows, -1)
+        return np.concatenate([np.asarray(ids, np.float32)[:, None], packed], axis=1)
+
+
+def train_step(model: keras.Model, a: np.ndarray, b: np.ndarray, memory: NegativeMemory | None = None,
+               ids: np.ndarray | None = None) -> float:
+    """One optimisation step on a batch of originals ``a`` and copies ``b`` (uint8 images).
+
+    With ``memory`` (and the rows' source ``ids``), the objective also gets the
+    memory as negatives, and afterwards the batch's signed outputs (inference
+    mode, after the update) are pushed into it, originals and copies.
+    """
     x = np.concatenate([a, b], axis=0).astype(np.float32)
-    y = np.zeros((len(x), 1), np.float32)
-    return float(np.asarray(model.train_on_batch(x, y)))
+    if memory is None:
+        y = np.zeros((len(x), 1), np.float32)
+        return float(np.asarray(model.train_on_batch(x, y)))
+    if ids is None:
+        raise ValueError("a step with a negative memory needs the rows' source ids")
+    row_ids = np.concatenate([ids, ids])
+    loss = float(np.asarray(model.train_on_batch(x, memory.targets(row_ids))))
+    memory.push(2.0 * np.asarray(model.predict_on_batch(x), np.float32) - 1.0, row_ids)
+    return loss
 
 
 @dataclass
@@ -401,9 +483,14 @@ def train(
     elif resume:
         log.warning("--resume: no checkpoint in %s, starting fresh", checkpoint_dir)
     batches = PairBatches(canvases, config.families, config.batch_size, seed=config.seed + 7919 * state.step,
-                          anchor_alter_prob=config.anchor_alter_prob, max_chain=config.max_chain)
+                          anchor_alter_prob=config.anchor_alter_prob, max_chain=config.max_chain,
+                          with_ids=config.memory_batches > 0)
+    memory = NegativeMemory(config.memory_batches, 2 * config.batch_size) if config.memory_batches else None
     log.info("training %s (%s, %d params) on %d images, batch %d", config.name, config.architecture,
              model.count_params(), len(canvases), config.batch_size)
+    if memory is not None:
+        log.info("negative memory: the last %d batches, %d rows, weight %g", config.memory_batches,
+                 len(memory.ids), config.memory_weight)
     started = time.time()
     last_ckpt = started
     last_snapshot = started
@@ -419,9 +506,9 @@ def train(
         if STOP.is_set():
             log.warning("stop requested: checkpointing at step %d", state.step)
             break
-        a, b = next(stream)
+        a, b, *ids = next(stream)
         t0 = time.time()
-        loss = train_step(model, a, b)
+        loss = train_step(model, a, b, memory, ids[0] if ids else None)
         state.step += 1
         state.pairs += 2 * config.batch_size  # batch similar + batch different pairs
         state.seconds += time.time() - t0
