@@ -41,6 +41,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("decode + resize (Pillow)", ("decode_avatar",)),
     ("model build + weights load", ("load_model", "cached_hasher", "verify_weights")),
     ("result DataFrame", ("hash_contents",)),
+    ("reading avatar files (Python reader)", ("_read_local_file",)),
     ("imports at worker start", ("_find_and_load",)),
     ("Arrow (de)serialisation", ("serializers.py", "pyarrow", "arrow")),
     ("reading from the JVM (waiting)", ("read_int", "readinto", "read_command")),

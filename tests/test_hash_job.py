@@ -175,7 +175,7 @@ def test_unreadable_entries_and_odd_names_keep_their_rows(
     assert rows.loc["ünï", "path"] == str(root / "ünï.png")
 
 
-def test_hostile_corpus_gives_one_row_per_file_with_its_status(spark, tmp_path: Path, local_reader: str) -> None:  # noqa: ANN001
+def test_hostile_corpus_gives_one_row_per_file_with_its_status(spark, tmp_path: Path) -> None:  # noqa: ANN001
     from conftest import HOSTILE, HOSTILE_STATUS
 
     corpus = tmp_path / "hostile"
