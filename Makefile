@@ -50,7 +50,7 @@ clusters: hash
 run: clusters
 
 test: venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 	$(PY) -m pytest -q --doctest-modules silse_spark
 	$(VENV)/bin/bandit -q -r silse_spark
 

@@ -332,6 +332,35 @@ def _read_local_file(path: str, max_length: int) -> tuple[bytes | None, str | No
     return content, None, None
 
 
+READ_CHUNK_BYTES = 32 * 2**20
+"""The reader hands file bytes to Spark in pieces of about this size, whatever the Arrow batch's row count."""
+
+
+def _read_batch(batch: pd.DataFrame, max_length: int, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[pd.DataFrame]:
+    """Read the files of one listing batch; yield ACCOUNT_COLUMNS frames of at most ~``chunk_bytes`` of content.
+
+    A batch of large (hostile) files is never held in memory whole: a frame is
+    yielded as soon as its bytes pass ``chunk_bytes`` (one file at the least).
+    """
+    start, size, read = 0, 0, []
+    for i, key in enumerate(batch["_key"]):
+        read.append(_read_local_file(_local_path(key), max_length))
+        size += len(read[-1][0] or b"")
+        if size >= chunk_bytes or i == len(batch) - 1:
+            rows = batch.iloc[start: i + 1]
+            yield pd.DataFrame(
+                {
+                    "account_id": rows["account_id"].reset_index(drop=True),
+                    "path": rows["path"].reset_index(drop=True),
+                    "content": [r[0] for r in read], "read_status": [r[1] for r in read],
+                    "read_error": [r[2] for r in read],
+                    "file_size": rows["file_size"].astype("Int64").reset_index(drop=True),
+                    "file_modified": rows["file_modified"].reset_index(drop=True),
+                }
+            )
+            start, size, read = i + 1, 0, []
+
+
 def read_local_contents(spark: SparkSession, listing: DataFrame) -> DataFrame:
     """The bytes of exactly the listed local files, read on the executors: ACCOUNT_COLUMNS.
 
@@ -352,14 +381,6 @@ def read_local_contents(spark: SparkSession, listing: DataFrame) -> DataFrame:
 
     def read(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            read = [_read_local_file(_local_path(key), max_length) for key in batch["_key"]]
-            yield pd.DataFrame(
-                {
-                    "account_id": batch["account_id"], "path": batch["path"],
-                    "content": [r[0] for r in read], "read_status": [r[1] for r in read],
-                    "read_error": [r[2] for r in read], "file_size": batch["file_size"].astype("Int64"),
-                    "file_modified": batch["file_modified"],
-                }
-            )
+            yield from _read_batch(batch, max_length)
 
     return listing.select(*LISTING_COLUMNS).mapInPandas(read, schema)

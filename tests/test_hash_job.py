@@ -54,6 +54,10 @@ def test_folder_with_bad_files_gives_one_row_each_and_rerun_replaces(spark, avat
     assert bad.loc["acct_text", "status"] == "decode_error"
     assert bad.twin_value.isna().all() and bad.error.notna().all()
     assert summary.status_counts == {"ok": 10, "decode_error": 2}
+    # The codes are the model's own: the same as decoding and inferring each file directly.
+    for _, row in ok.iterrows():
+        pixels = decode_avatar(Path(row.path.removeprefix("file:")).read_bytes()).pixels
+        assert row.twin_value == twin_values_from_outputs(cached_hasher().outputs(pixels[None]))[0][0]
 
     # Same date again: the partition is replaced, not appended to.
     run_hash_job(spark, config)
@@ -66,28 +70,27 @@ def test_folder_with_bad_files_gives_one_row_each_and_rerun_replaces(spark, avat
     assert len(read_partition(spark, out, "2026-01-01")) == 12
 
 
-def test_spark_codes_equal_direct_inference(spark, avatar_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    out = tmp_path / "hashes"
+def test_previous_run_codes_are_reused_also_from_an_output_without_file_metadata(spark, avatar_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    out, old = tmp_path / "hashes", tmp_path / "old"
     run_hash_job(spark, HashJobConfig("avatars", str(avatar_dir), str(out), run_date="2026-01-01"))
-    rows = read_partition(spark, out, "2026-01-01").query("status == 'ok'")
-    for _, row in rows.iterrows():
-        pixels = decode_avatar(Path(row.path.removeprefix("file:")).read_bytes()).pixels
-        expected = twin_values_from_outputs(cached_hasher().outputs(pixels[None]))[0][0]
-        assert row.twin_value == expected
-
-
-def test_previous_run_codes_are_reused(spark, avatar_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    out = tmp_path / "hashes"
-    run_hash_job(spark, HashJobConfig("avatars", str(avatar_dir), str(out), run_date="2026-01-01"))
+    # An output written before the job recorded file metadata: codes are reused by content hash.
+    spark.read.parquet(str(out)).drop("file_size", "file_modified").write.partitionBy("run_date").parquet(str(old))
     summary = run_hash_job(
-        spark, HashJobConfig("avatars", str(avatar_dir), str(out), run_date="2026-01-02", previous=str(out))
+        spark, HashJobConfig("avatars", str(avatar_dir), str(old), run_date="2026-01-02", previous=str(old))
     )
     assert summary.reused == 10 and summary.inferred == 2  # only the two bad files are decoded again
     first = read_partition(spark, out, "2026-01-01")
-    second = read_partition(spark, out, "2026-01-02")
+    second = read_partition(spark, old, "2026-01-02")
     assert first.twin_value.tolist() == second.twin_value.tolist()
     ok = second.status == "ok"
     assert (first.hashed_at[ok] == second.hashed_at[ok]).all()
+    assert second.file_size.notna().all() and second.file_modified.notna().all()
+    # The registered table shows the new columns, null for the partition written before them.
+    from silse_spark.catalog import register_tables
+
+    register_tables(spark, "evolved", {"hashes": str(old)})
+    counts = spark.sql("SELECT run_date, count(file_size) AS n FROM evolved.hashes GROUP BY run_date").collect()
+    assert {str(r["run_date"]): r["n"] for r in counts} == {"2026-01-01": 0, "2026-01-02": 12}
 
 
 def test_manifest_dedups_content_and_reports_missing_files(
@@ -118,6 +121,20 @@ def test_manifest_dedups_content_and_reports_missing_files(
         assert rows.loc[missing, "status"] == "read_error"
         assert "could not be read" in rows.loc[missing, "error"]
     assert summary.distinct_contents == 2 and summary.inferred == 2
+
+    # Next night, incremental: a deleted file is reported, a replaced one (named by a file:// URI) is read.
+    (images / "a.png").unlink()
+    _copy_with_time(demo_avatar_paths[5], images / "a_copy.png", 1_900_000_000)
+    summary = run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "manifest.csv"), str(tmp_path / "o"),
+                                                run_date="2026-01-02", previous=str(tmp_path / "o")))
+    night = read_partition(spark, tmp_path / "o", "2026-01-02").set_index("account_id")
+    assert night.status.to_dict() == {"u1": "read_error", "u2": "ok", "u3": "ok", "u4": "read_error",
+                                      "u5": "read_error"}
+    assert "could not be read" in night.error.loc["u1"]
+    assert night.hashed_at.loc["u3"] == rows.hashed_at.loc["u3"]  # unchanged: carried over
+    assert night.content_sha256.loc["u2"] != rows.content_sha256.loc["u2"]
+    assert night.path.loc["u2"] == f"file://{images / 'a_copy.png'}"
+    assert summary.reused == 1 and summary.inferred == 1
 
 
 def test_avatar_table_input(spark, demo_avatar_paths: list[Path], tmp_path: Path) -> None:  # noqa: ANN001
@@ -243,50 +260,6 @@ def test_incremental_run_reads_only_new_and_changed_files(spark, demo_avatar_pat
     assert full.content_sha256.loc["u1"] != second.content_sha256.loc["u1"]
 
 
-def test_incremental_manifest_reads_changed_files_and_reports_missing(
-    spark, demo_avatar_paths: list[Path], tmp_path: Path  # noqa: ANN001
-) -> None:
-    images, out = tmp_path / "img", tmp_path / "o"
-    images.mkdir()
-    for i in range(3):
-        shutil.copy(demo_avatar_paths[i], images / f"{i}.png")
-    manifest = pd.DataFrame({"account_id": ["a", "b", "c", "c2", "gone"],
-                             "path": [str(images / "0.png"), str(images / "1.png"), str(images / "2.png"),
-                                      f"file://{images / '2.png'}", str(images / "missing.png")]})
-    manifest.to_csv(tmp_path / "m.csv", index=False)
-    run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(out), run_date="2026-01-01"))
-    (images / "1.png").unlink()
-    _copy_with_time(demo_avatar_paths[5], images / "2.png", 1_900_000_000)
-    summary = run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(out),
-                                                run_date="2026-01-02", previous=str(out)))
-    first = read_partition(spark, out, "2026-01-01").set_index("account_id")
-    rows = read_partition(spark, out, "2026-01-02").set_index("account_id")
-    assert rows.status.to_dict() == {"a": "ok", "b": "read_error", "c": "ok", "c2": "ok", "gone": "read_error"}
-    assert "could not be read" in rows.error.loc["b"]
-    assert rows.hashed_at.loc["a"] == first.hashed_at.loc["a"]
-    assert rows.content_sha256.loc["c"] == rows.content_sha256.loc["c2"] != first.content_sha256.loc["c"]
-    assert rows.path.loc["c2"] == f"file://{images / '2.png'}"
-    assert summary.reused == 1 and summary.inferred == 1
-
-
-def test_previous_output_without_file_metadata_reads_every_file(spark, avatar_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    out, old = tmp_path / "hashes", tmp_path / "old"
-    run_hash_job(spark, HashJobConfig("avatars", str(avatar_dir), str(out), run_date="2026-01-01"))
-    # An output written before the job recorded file metadata.
-    spark.read.parquet(str(out)).drop("file_size", "file_modified").write.partitionBy("run_date").parquet(str(old))
-    summary = run_hash_job(spark, HashJobConfig("avatars", str(avatar_dir), str(old), run_date="2026-01-02",
-                                                previous=str(old)))
-    assert summary.reused == 10 and summary.inferred == 2
-    rows = read_partition(spark, old, "2026-01-02")
-    assert rows.file_size.notna().all() and rows.file_modified.notna().all()
-    # The registered table shows the new columns, null for the partition written before them.
-    from silse_spark.catalog import register_tables
-
-    register_tables(spark, "evolved", {"hashes": str(old)})
-    counts = spark.sql("SELECT run_date, count(file_size) AS n FROM evolved.hashes GROUP BY run_date").collect()
-    assert {str(r["run_date"]): r["n"] for r in counts} == {"2026-01-01": 0, "2026-01-02": 12}
-
-
 def test_local_reader_gives_each_unreadable_file_a_status(tmp_path: Path) -> None:
     from silse_spark.sources import _read_local_file
 
@@ -300,3 +273,22 @@ def test_local_reader_gives_each_unreadable_file_a_status(tmp_path: Path) -> Non
     assert _read_local_file(str(tmp_path / "pipe.png"), 10)[2] == "file could not be read: not a regular file"
     assert _read_local_file(str(tmp_path), 10)[2] == "file could not be read: not a regular file"
     assert _read_local_file(str(tmp_path / "no.png"), 10)[2] == "file could not be read: No such file or directory"
+
+
+def test_local_reader_hands_over_large_batches_in_bounded_pieces(tmp_path: Path) -> None:
+    from silse_spark.sources import _read_batch
+
+    for name, size in (("a", 600), ("b", 300), ("c", 500), ("d", 10)):
+        (tmp_path / f"{name}.png").write_bytes(bytes([len(name)]) * size)
+    batch = pd.DataFrame({"account_id": list("abcdx"), "path": list("abcdx"),
+                          "_key": [f"file:{tmp_path / n}.png" for n in "abcdx"],
+                          "file_size": [600, 300, 500, 10, None],
+                          "file_modified": pd.to_datetime([0, 1, 2, 3, None], unit="s")},
+                         index=[10, 11, 12, 13, 14])
+    pieces = list(_read_batch(batch, max_length=1000, chunk_bytes=800))
+    assert [list(p.account_id) for p in pieces] == [["a", "b"], ["c", "d", "x"]]
+    whole = pd.concat(pieces, ignore_index=True)
+    assert whole.content.map(lambda c: len(c or b"")).tolist() == [600, 300, 500, 10, 0]
+    assert whole.read_status.tolist() == [None, None, None, None, "read_error"]
+    assert whole.file_size.tolist()[:4] == [600, 300, 500, 10] and pd.isna(whole.file_size.iloc[4])
+    assert whole.file_modified.iloc[2] == pd.Timestamp(2, unit="s")
