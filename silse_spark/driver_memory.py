@@ -161,9 +161,10 @@ def render(r: dict[str, Any]) -> str:
         "young collection G1 still counts old-generation garbage that no mixed or full collection has",
         "reclaimed yet, so its maximum rises with the number of collections (the GCs column) even when",
         "nothing is retained. The driver Python process is the one that would grow if rows were",
-        "collected, and it does not. With `--avatars DIR`",
-        "the driver JVM also lists the files (Spark's `InMemoryFileIndex`, a few hundred bytes per file):",
-        "at billions of files, read from `--avatar-table` or a manifest split into nightly partitions.",
+        "collected, and it does not. With `--avatars DIR` on local or mounted storage the driver streams",
+        "the listing to a file (constant memory) and the executors read the images; on HDFS/S3 the driver",
+        "JVM lists the files (Spark's `InMemoryFileIndex`, a few hundred bytes per file): at billions of",
+        "files, read from `--avatar-table` or a manifest split into nightly partitions.",
         "",
     ]
     return "\n".join(lines)
