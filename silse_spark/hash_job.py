@@ -146,16 +146,16 @@ def hashed_rows(
         return hash_accounts(accounts, model_version, hashed_at, previous=previous, batch_size=config.batch_size,
                              max_pixels=config.max_pixels, allowed_formats=config.allowed_formats)
 
+    listed = None
     if previous is not None and config.reuse_unchanged_files:
         listed = read_listing(spark, config, scratch)
         split = split_unchanged_files(listed[0], previous, model_version) if listed and listed[1] else None
         if split is not None:
             unchanged, to_read = split
-            accounts = read_local_contents(spark, to_read)
-            return unchanged.unionByName(hashed(accounts))
+            return unchanged.unionByName(hashed(read_local_contents(spark, to_read)))
         log.info("reading every file: the input is not on a local or mounted filesystem, or the previous "
                  "output has no file metadata")
-    return hashed(read_accounts(spark, config, scratch))
+    return hashed(read_accounts(spark, config, scratch, listed))
 
 
 def summarise(

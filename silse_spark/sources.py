@@ -275,12 +275,19 @@ def python_reader(spark: SparkSession) -> bool:
     return value == "python"
 
 
-def read_accounts(spark: SparkSession, config: HashJobConfig, scratch: str | None = None) -> DataFrame:
-    """The job's input as one accounts DataFrame (see module docstring)."""
+def read_accounts(
+    spark: SparkSession, config: HashJobConfig, scratch: str | None = None,
+    listed: tuple[DataFrame, bool] | None = None,
+) -> DataFrame:
+    """The job's input as one accounts DataFrame (see module docstring).
+
+    ``listed`` is the input's :func:`read_listing` where the caller already has it, so the
+    input is not listed twice.
+    """
     if config.input_kind == "avatar_table":
         return read_avatar_table(spark, config.input_path)
     if python_reader(spark):
-        listed = read_listing(spark, config, scratch)
+        listed = listed or read_listing(spark, config, scratch)
         if listed is not None and listed[1]:
             return read_local_contents(spark, listed[0])
     if config.input_kind == "avatars":
@@ -370,14 +377,8 @@ def read_local_contents(spark: SparkSession, listing: DataFrame) -> DataFrame:
     ``read_status`` and ``read_error`` as in a full scan.
     """
     max_length = int(spark.conf.get(MAX_LENGTH_CONF, None) or 2**31 - 1)
-    schema = T.StructType(
-        [
-            T.StructField("account_id", T.StringType()), T.StructField("path", T.StringType()),
-            T.StructField("content", T.BinaryType()), T.StructField("read_status", T.StringType()),
-            T.StructField("read_error", T.StringType()), T.StructField("file_size", T.LongType()),
-            T.StructField("file_modified", T.TimestampType()),
-        ]
-    )
+    schema = ("account_id string, path string, content binary, read_status string, read_error string, "
+              "file_size bigint, file_modified timestamp")
 
     def read(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
