@@ -36,7 +36,7 @@ RATE_HZ = 50
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     # First match wins, so the specific stages come before "imports" (an import inside
     # predict is still inference).
-    ("inference (Keras predict)", ("predict_on_batch",)),
+    ("inference (model forward pass)", ("predict_on_batch", "polymorphic_function")),
     ("twin value conversion", ("twin_values_from_outputs",)),
     ("decode + resize (Pillow)", ("decode_avatar",)),
     ("model build + weights load", ("load_model", "cached_hasher", "verify_weights")),
@@ -52,8 +52,8 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
 def stage_of(stack: str) -> str:
     """The stage a sampled stack belongs to.
 
-    >>> stage_of("main (worker.py:1);predict_on_batch (trainer.py:2)")
-    'inference (Keras predict)'
+    >>> stage_of("main (worker.py:1);__call__ (tensorflow/python/eager/polymorphic_function/x.py:2)")
+    'inference (model forward pass)'
     >>> stage_of("main (worker.py:1);_find_and_load (<frozen>:1)")
     'imports at worker start'
     >>> stage_of("main (worker.py:1)")

@@ -89,3 +89,45 @@ def test_shipped_registry_is_consistent() -> None:
         assert entry["architecture"] in model_mod.ARCHITECTURES, version
         path = model_mod.PACKAGED_MODELS_DIR / entry["weights"]
         assert model_mod.file_sha256(path) == entry["sha256"], f"{version}: weights do not match registry"
+
+
+def _demo_pixels(count: int) -> np.ndarray:
+    from conftest import DEMO_AVATARS
+
+    from silse_spark.decode import decode_avatar
+
+    paths = sorted(DEMO_AVATARS.rglob("*.png"))[:count]
+    return np.stack([decode_avatar(p.read_bytes()).pixels for p in paths])
+
+
+@pytest.mark.parametrize("architecture", sorted(model_mod.ARCHITECTURES))
+def test_folded_batch_norms_give_the_same_outputs(architecture: str) -> None:
+    """The job's inference copy (batch norms folded into convolutions) computes what the model does."""
+    import keras
+
+    m = model_mod.build_model(architecture)
+    rng = np.random.default_rng(3)
+    for layer in m.layers:  # trained-looking statistics, so that folding has something to get wrong
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 2.0, gamma.shape), rng.normal(0, 0.5, beta.shape),
+                               rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 2.0, var.shape)])
+    folded = model_mod.fold_batch_norms(m)
+    norms = [layer.name for layer in m.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    kept = [layer.name for layer in folded.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if architecture == "seed":
+        assert kept == norms  # after a ReLU: folding across zero padding would not be exact
+    else:
+        assert norms and not kept
+    pixels = _demo_pixels(16).astype(np.float32)
+    expected = np.asarray(m.predict_on_batch(pixels))
+    actual = np.asarray(model_mod.inference_function(folded)(pixels))
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=2e-5)
+
+
+def test_hasher_runs_the_folded_model_with_the_shipped_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(model_mod.MODELS_DIR_ENV, str(model_mod.PACKAGED_MODELS_DIR))
+    hasher = model_mod.TwinHasher("silse-v1", batch_size=8)
+    pixels = _demo_pixels(20)  # 8 + 8 + a padded batch of 4
+    expected = np.asarray(hasher.model.predict_on_batch(pixels.astype(np.float32)))
+    np.testing.assert_allclose(hasher.outputs(pixels), expected, rtol=1e-4, atol=2e-5)
