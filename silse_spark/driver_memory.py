@@ -92,7 +92,7 @@ def run(output: Path, base: int, factor: int, work: Path, sources: Path, model: 
         shutil.rmtree(work)
     work.mkdir(parents=True)
     sizes = [base, base * factor]
-    rows = []
+    rows: list[dict[str, Any]] = []
     with StandaloneCluster(work / "cluster", workers=2) as cluster:
         for count in sizes:
             images = work / f"images_{count}"

@@ -239,6 +239,20 @@ CONFIGS["v1-r5"] = replace(
                  "negatives beyond the batch: every row is also pushed away from a memory of the signed outputs "
                  "of the last 16 batches (1,536 rows, same source image masked), with a hardest-negative term"),
 )
+CONFIGS["v1-r6"] = replace(
+    CONFIGS["v1-r2"],
+    name="v1-r6",
+    batch_size=192,
+    learning_rate=3e-4,
+    memory_batches=0,
+    seed=6,
+    init_from="",
+    init_weights="silse-v1",
+    description=("seventh phase of v1: from the shipped silse-v1 weights (fresh Adam at 3e-4), the v1-r2 loss at "
+                 "batch 192 instead of 48, so each original meets 4x more in-batch negatives (the copies of 191 "
+                 "other images against 47) and balance and decorrelation see 4x more rows; affordable with "
+                 "native bfloat16 (AVX512-BF16/AMX)"),
+)
 """Named configurations, selected with ``--config``."""
 
 
