@@ -82,9 +82,9 @@ bench-clusters: venv
 	$(PY) jobs/bench_clusters.py --output docs
 
 profile: venv
-	# py-spy samples of the hash job's Python workers on 1,000 distinct images (docs/profile.md).
+	# py-spy samples of the hash job's Python workers on 4,000 distinct images (docs/profile.md).
 	$(PY) -c "from pathlib import Path; from silse_spark.bench import make_images; \
-		make_images(Path('$(WORK)/profile-images'), 1000, Path('../shared/data/demo_avatars'))"
+		make_images(Path('$(WORK)/profile-images'), 4000, Path('../shared/data/demo_avatars'))"
 	$(PY) -m silse_spark.profile_job --images $(WORK)/profile-images --output docs
 
 bench-driver: venv

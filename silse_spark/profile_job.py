@@ -39,7 +39,9 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("inference (model forward pass)", ("predict_on_batch", "polymorphic_function")),
     ("twin value conversion", ("twin_values_from_outputs",)),
     ("decode + resize (Pillow)", ("decode_avatar",)),
-    ("model build + weights load", ("load_model", "cached_hasher", "verify_weights")),
+    # _worker_hasher imports TensorFlow (configure_threads) before the model is built and loaded.
+    ("TensorFlow import + model build + weights load",
+     ("_worker_hasher", "load_model", "cached_hasher", "verify_weights")),
     ("result DataFrame", ("hash_contents",)),
     ("reading avatar files (Python reader)", ("_read_local_file",)),
     ("imports at worker start", ("_find_and_load",)),
