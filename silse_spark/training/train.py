@@ -18,8 +18,9 @@ Configurations (:data:`CONFIGS`) are frozen, validated dataclasses:
     stacked and sometimes on both sides of a pair; margin loss on signed
     outputs for copies, all in-batch different images as negatives with a
     hardest-negative term, bit balance, decorrelation and quantisation.
-    Descendants (``v1-r2`` .. ``v1-r5``) start from earlier weights;
-    ``v1-r5`` adds negatives beyond the batch (:class:`NegativeMemory`).
+    Descendants (``v1-r2`` .. ``v1-r6``) start from earlier weights;
+    ``v1-r5`` adds negatives beyond the batch (:class:`NegativeMemory`),
+    ``v1-r6`` trains at batch 192 instead of 48 (4x the in-batch negatives).
 
 The training step is Keras 3 (``compile`` + ``train_on_batch`` with a
 ``keras.ops`` loss), so it runs under the TensorFlow or the JAX backend.
