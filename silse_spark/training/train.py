@@ -18,7 +18,7 @@ Configurations (:data:`CONFIGS`) are frozen, validated dataclasses:
     stacked and sometimes on both sides of a pair; margin loss on signed
     outputs for copies, all in-batch different images as negatives with a
     hardest-negative term, bit balance, decorrelation and quantisation.
-    Descendants (``v1-r2`` .. ``v1-r6``) start from earlier weights;
+    Descendants (``v1-r2`` .. ``v1-r7``) start from earlier weights;
     ``v1-r5`` adds negatives beyond the batch (:class:`NegativeMemory`),
     ``v1-r6`` trains at batch 192 instead of 48 (4x the in-batch negatives).
 
@@ -253,6 +253,19 @@ CONFIGS["v1-r6"] = replace(
                  "batch 192 instead of 48, so each original meets 4x more in-batch negatives (the copies of 191 "
                  "other images against 47) and balance and decorrelation see 4x more rows; affordable with "
                  "native bfloat16 (AVX512-BF16/AMX)"),
+)
+CONFIGS["v1-r7"] = replace(
+    CONFIGS["v1-r6"],
+    name="v1-r7",
+    learning_rate=1.5e-4,
+    neg_weight=3.0,
+    hard_weight=1.5,
+    seed=7,
+    init_weights="",
+    init_from="v1-r6",
+    description=("eighth phase of v1: from the v1-r6 checkpoint (batch 192; exact recall up, false matches 8x up), "
+                 "fresh Adam at 1.5e-4 with 3x weight on the negative pairs and 3x on each row's hardest negative: "
+                 "v1-r4's correction at 4x the in-batch negatives, to win back distinctness"),
 )
 """Named configurations, selected with ``--config``."""
 
