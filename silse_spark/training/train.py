@@ -255,13 +255,10 @@ CONFIGS["v1-r6"] = replace(
                  "native bfloat16 (AVX512-BF16/AMX)"),
 )
 CONFIGS["v1-r7"] = replace(
-    CONFIGS["v1-r6"],
+    CONFIGS["v1-r4"],
     name="v1-r7",
-    learning_rate=1.5e-4,
-    neg_weight=3.0,
-    hard_weight=1.5,
+    batch_size=192,
     seed=7,
-    init_weights="",
     init_from="v1-r6",
     description=("eighth phase of v1: from the v1-r6 checkpoint (batch 192; exact recall up, false matches 8x up), "
                  "fresh Adam at 1.5e-4 with 3x weight on the negative pairs and 3x on each row's hardest negative: "
