@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -241,13 +242,12 @@ def fold_batch_norms(model: keras.Model, dtype: str = "float32") -> keras.Model:
     import numpy as np
 
     conv_types = (keras.layers.Conv2D, keras.layers.SeparableConv2D)
-    consumers: dict[int, int] = {}
+    consumers: Counter[int] = Counter()  # id of a layer -> how many layers take its output
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
         inputs = layer.input if isinstance(layer.input, list) else [layer.input]
-        for t in inputs:
-            consumers[id(_producer(t))] = consumers.get(id(_producer(t)), 0) + 1
+        consumers.update(id(_producer(t)) for t in inputs)
     folded: dict[str, Any] = {}  # conv name -> (gamma/std, bias)
     skipped: set[str] = set()
     for layer in model.layers:
