@@ -140,6 +140,28 @@ def stability_order(model: keras.Model, data_dir: Path, limit: int = 300, seed: 
     return [int(i) for i in np.argsort(flips, kind="stable")]
 
 
+def parse_families(text: str) -> list[str]:
+    """``'seed'``, ``'all'`` or a comma-separated list -> variation family names.
+
+    >>> parse_families("seed")[:2]
+    ['rotation', 'shift_h']
+    >>> parse_families("jpeg,blurry")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown families ['blurry']; expected 'seed', 'all' or a comma-separated list of ...
+    """
+    if text == "seed":
+        return list(SEED_FAMILIES)
+    if text == "all":
+        return list(FAMILIES)
+    families = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(f"unknown families {unknown}; expected 'seed', 'all' or a comma-separated list of "
+                         f"{sorted(FAMILIES)}")
+    return families
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Validate a silse model on held-out copies.")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -154,15 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.families == "seed":
-        families: list[str] = list(SEED_FAMILIES)
-    elif args.families == "all":
-        families = list(FAMILIES)
-    else:
-        families = args.families.split(",")
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown:
-        parser.error(f"unknown families {unknown}; expected some of {sorted(FAMILIES)}")
+    try:
+        families = parse_families(args.families)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.version:
         from silse_spark.model import load_model
 
