@@ -416,6 +416,33 @@ def _build_v1(keras_mod: Any) -> keras.Model:
 ARCHITECTURES["v1"] = _build_v1
 
 
+def _build_v1p(keras_mod: Any) -> keras.Model:
+    """silse-v1p: the v1 trunk, layer for layer, with a pooled head instead of flatten.
+
+    v1's flatten gives each of the 7x7 cells its own weights in ``fc_256``, so
+    a shift of 10% (about one cell) moves features onto other weights; shift,
+    crop, border and combined copies are where v1 loses most. Here the
+    192-channel 7x7 map is summarised by global average and global max pooling
+    (384 values, unchanged when the drawing moves inside the frame) before the
+    same ``fc_256`` -> 48 head. Every trunk layer keeps v1's name and shape, so
+    training can start from ``silse-v1``'s trunk (``TrainConfig.init_trunk``);
+    same cost per image as v1 (the head is 10x smaller).
+    """
+    v1 = _build_v1(keras_mod)
+    layers = keras_mod.layers
+    trunk = v1.get_layer("conv_6_relu").output
+    pooled = layers.Concatenate(name="pool_concat")([
+        layers.GlobalAveragePooling2D(name="avg_pool")(trunk),
+        layers.GlobalMaxPooling2D(name="max_pool")(trunk),
+    ])
+    x = layers.Dense(256, activation="relu", name="fc_256")(pooled)
+    outputs = layers.Dense(CODE_BITS, activation="sigmoid", name="code", dtype="float32")(x)
+    return keras_mod.Model(v1.inputs, outputs, name="silse_v1p")
+
+
+ARCHITECTURES["v1p"] = _build_v1p
+
+
 def _build_v2(keras_mod: Any) -> keras.Model:
     """silse-v2 candidate: the v1 trunk with a translation-tolerant head.
 

@@ -299,6 +299,7 @@ def test_named_configs_are_valid_and_seed_follows_the_design() -> None:
         ({"anchor_alter_prob": 1.5}, "anchor_alter_prob"),
         ({"init_from": "seed"}, "use --resume"),
         ({"init_from": "v1", "init_weights": "silse-v1"}, "at most one of init_from"),
+        ({"init_weights": "silse-v1", "init_trunk": "silse-v1"}, "at most one of init_from"),
         ({"memory_batches": -1}, "memory_batches -1"),
         ({"memory_batches": 4}, "needs loss 'v1'"),
         ({"memory_weight": -0.5}, "memory_weight"),
@@ -329,6 +330,29 @@ def test_init_weights_starts_from_the_shipped_model_of_the_same_architecture(
     wrong = dataclasses.replace(config, architecture="v2")
     with pytest.raises(TrainConfigError, match="same architecture"):
         train(wrong, data, tmp_path / "ck2", minutes=None, steps=1, resume=False)
+
+
+def test_init_trunk_copies_the_shared_layers_of_a_shipped_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from silse_spark.model import MODELS_DIR_ENV, build_model, load_model
+    from silse_spark.training.train import copy_matching_layers
+
+    monkeypatch.delenv(MODELS_DIR_ENV, raising=False)  # the packaged models, not a test stand-in
+    shipped = load_model("silse-v1")
+    pooled = build_model("v1p")
+    fresh_fc = pooled.get_layer("fc_256").get_weights()[0].copy()
+    copied = copy_matching_layers("silse-v1", pooled)
+    # The whole convolutional trunk (with its batch norms) comes over; fc_256 (384 inputs here, 9,408 in
+    # v1) cannot and stays as initialised.
+    assert {"stem", "stem_bn", "conv_6", "conv_6_bn", "sep_5"} <= set(copied)
+    assert "fc_256" not in copied
+    np.testing.assert_array_equal(pooled.get_layer("fc_256").get_weights()[0], fresh_fc)
+    for name in ("stem", "sep_5", "conv_6_bn"):
+        for got, want in zip(pooled.get_layer(name).get_weights(), shipped.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(TrainConfigError, match="shares no trunk|sharing its trunk"):
+        copy_matching_layers("silse-v1", build_model("seed"))
 
 
 def test_unknown_config_name_lists_the_known_ones() -> None:

@@ -102,6 +102,7 @@ class TrainConfig:
     checkpoint_minutes: float = 3.0
     init_from: str = ""
     init_weights: str = ""
+    init_trunk: str = ""
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -131,8 +132,9 @@ class TrainConfig:
             problems.append(f"loss weights must be >= 0, got {negative}")
         if self.init_from == self.name:
             problems.append(f"init_from {self.init_from!r} names the configuration itself; use --resume instead")
-        if self.init_from and self.init_weights:
-            problems.append("set at most one of init_from (a checkpoint) and init_weights (a shipped model version)")
+        if sum(bool(x) for x in (self.init_from, self.init_weights, self.init_trunk)) > 1:
+            problems.append("set at most one of init_from (a checkpoint), init_weights (a shipped model version) "
+                            "and init_trunk (a shipped model version whose matching layers are copied)")
         if not 1 <= self.weakest_bits_k <= 48:
             problems.append(f"weakest_bits_k {self.weakest_bits_k} must be between 1 and 48")
         if self.memory_batches < 0:
@@ -240,6 +242,18 @@ CONFIGS["v1-r5"] = replace(
                  "negatives beyond the batch: every row is also pushed away from a memory of the signed outputs "
                  "of the last 16 batches (1,536 rows, same source image masked), with a hardest-negative term"),
 )
+CONFIGS["v1p"] = replace(
+    CONFIGS["v1-r2"],
+    name="v1p",
+    architecture="v1p",
+    batch_size=192,
+    learning_rate=5e-4,
+    seed=8,
+    init_weights="",
+    init_trunk="silse-v1",
+    description=("v1p architecture (v1's trunk, global average + max pooled head for shift, crop and border "
+                 "tolerance) from silse-v1's trunk with a fresh head, the v1-r2 loss at batch 192, Adam 5e-4"),
+)
 CONFIGS["v1-r6"] = replace(
     CONFIGS["v1-r2"],
     name="v1-r6",
@@ -309,6 +323,32 @@ def fast_bfloat16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def copy_matching_layers(version: str, model: keras.Model) -> list[str]:
+    """Copy into ``model`` the weights of every layer of the shipped ``version`` with the same name and shapes.
+
+    Returns the names of the copied layers (layers without weights are not
+    counted). Raises :class:`TrainConfigError` when nothing matches, which
+    means the two architectures share no trunk.
+    """
+    from silse_spark.model import build_model, get_model_spec, verify_weights
+
+    spec = get_model_spec(version)
+    source = build_model(spec.architecture)
+    source.load_weights(str(verify_weights(spec)))  # SHA-256 checked
+    by_name = {layer.name: layer for layer in source.layers}
+    copied = []
+    for layer in model.layers:
+        other = by_name.get(layer.name)
+        weights = other.get_weights() if other is not None else []
+        if weights and [w.shape for w in weights] == [tuple(v.shape) for v in layer.weights]:
+            layer.set_weights(weights)
+            copied.append(layer.name)
+    if not copied:
+        raise TrainConfigError(f"no layer of {version!r} ({spec.architecture}) matches a layer of this "
+                               f"{model.name} by name and shape; init_trunk needs a model sharing its trunk")
+    return copied
 
 
 def build_trainable(config: TrainConfig) -> keras.Model:
@@ -505,6 +545,10 @@ def train(
                                    f"model of the same architecture")
         model.load_weights(str(verify_weights(spec)))  # SHA-256 checked; a fresh optimizer
         log.info("initialised %s from the shipped weights of %s", config.name, spec.version)
+    elif config.init_trunk:
+        copied = copy_matching_layers(config.init_trunk, model)
+        log.info("initialised %s with %d layers of %s (%s); the rest is freshly initialised", config.name,
+                 len(copied), config.init_trunk, ", ".join(copied))
     elif resume:
         log.warning("--resume: no checkpoint in %s, starting fresh", checkpoint_dir)
     batches = PairBatches(canvases, config.families, config.batch_size, seed=config.seed + 7919 * state.step,
