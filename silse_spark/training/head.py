@@ -56,15 +56,15 @@ def features(model: keras.Model, pixels: np.ndarray, batch_size: int = 128) -> n
     return np.concatenate(out)
 
 
-def copy_features(model: keras.Model, canvases: np.ndarray, families: Sequence[str], copies: int, seed: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Features of every canvas ``(n, d)`` and of ``copies`` altered copies each ``(n, copies, d)``."""
+def copy_features(model: keras.Model, canvases: np.ndarray, families: Sequence[str], copies: int, seed: int,
+                  layer: str = FEATURE_LAYER) -> tuple[np.ndarray, np.ndarray]:
+    """``layer``'s features of every canvas ``(n, d)`` and of ``copies`` altered copies each ``(n, copies, d)``."""
     from PIL import Image
 
     from silse_spark.training.pairs import altered, to_input
 
     rng = np.random.default_rng(seed)
-    feats = feature_model(model)
+    feats = feature_model(model, layer)
     base = []
     moved = []
     chunk = 512

@@ -252,7 +252,20 @@ CONFIGS["v1p"] = replace(
     init_weights="",
     init_trunk="silse-v1",
     description=("v1p architecture (v1's trunk, global average + max pooled head for shift, crop and border "
-                 "tolerance) from silse-v1's trunk with a fresh head, the v1-r2 loss at batch 192, Adam 5e-4"),
+                 "tolerance) from silse-v1's convolutional trunk and code layer (fc_256 fresh: its input "
+                 "differs), the v1-r2 loss at batch 192, Adam 5e-4"),
+)
+CONFIGS["v1p-2"] = replace(
+    CONFIGS["v1"],
+    name="v1p-2",
+    architecture="v1p",
+    batch_size=192,
+    learning_rate=5e-4,
+    seed=9,
+    init_trunk="silse-v1",
+    description=("second try of v1p: the first v1 loss (copy weight 1, quantisation 0.1, no exact-code term), "
+                 "which trained v1 from scratch without collapse, instead of v1-r2's, from silse-v1's trunk at "
+                 "batch 192, Adam 5e-4"),
 )
 CONFIGS["v1-r6"] = replace(
     CONFIGS["v1-r2"],
