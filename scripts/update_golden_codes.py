@@ -18,7 +18,7 @@ import numpy as np
 
 from silse_spark.codes import twin_values_from_outputs
 from silse_spark.decode import decode_avatar
-from silse_spark.model import available_model_versions, cached_hasher
+from silse_spark.model import available_model_versions, cached_hasher, get_model_spec
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = ["rgb.png", "alpha.png", "palette_transparent.gif", "exif_rotated.jpg", "cmyk.jpg", "grey16.png",
@@ -27,12 +27,14 @@ GOLDEN = REPO / "tests" / "data" / "golden_codes.json"
 
 
 def main() -> None:
-    pixels = np.stack([decode_avatar((REPO / "tests" / "data" / "hostile" / n).read_bytes()).pixels for n in IMAGES])
+    files = [(REPO / "tests" / "data" / "hostile" / n).read_bytes() for n in IMAGES]
     record = {
         "versions": {pkg: version(pkg) for pkg in ("pillow", "keras", "tensorflow-cpu", "numpy")},
         "models": {},
     }
     for model_version in available_model_versions():
+        framing = get_model_spec(model_version).framing  # each version decodes as the job decodes for it
+        pixels = np.stack([decode_avatar(f, framing=framing).pixels for f in files])
         codes, _ = twin_values_from_outputs(cached_hasher(model_version).outputs(pixels))
         record["models"][model_version] = dict(zip(IMAGES, codes))
     GOLDEN.write_text(json.dumps(record, indent=2) + "\n")

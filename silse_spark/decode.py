@@ -17,7 +17,9 @@ Steps, in order:
    transparency composited on white.
 5. Resized to 108x108 with Pillow's antialiased ``BILINEAR`` filter (the
    aspect ratio is not kept: avatars are near-square, and squashing keeps
-   every pixel of content). Large JPEGs are first reduced by the decoder
+   every pixel of content). With ``framing="moments"`` (models registered
+   with it), the image is first cropped to a square around its drawing
+   (:mod:`silse_spark.framing`). Large JPEGs are first reduced by the decoder
    (``draft``) to no less than twice the target size, which is faster and
    gives the same image up to rounding.
 
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from silse_spark.framing import FRAMINGS, frame
 from silse_spark.model import INPUT_SIZE
 
 STATUS_OK = "ok"
@@ -141,6 +144,7 @@ def decode_avatar(
     size: int = INPUT_SIZE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS,
+    framing: str = "none",
 ) -> DecodedAvatar:
     """Decode image bytes into a ``(size, size, 3)`` uint8 array, never raising for bad input.
 
@@ -154,7 +158,12 @@ def decode_avatar(
         Largest width x height accepted; larger images get ``too_large``.
     allowed_formats
         Pillow format names to decode; others get ``unsupported_format``.
+    framing
+        ``none`` or ``moments`` (:mod:`silse_spark.framing`): the model version's preprocessing.
+        An unknown value is a programming error and raises ``ValueError``.
     """
+    if framing not in FRAMINGS:
+        raise ValueError(f"unknown framing {framing!r}; expected one of {FRAMINGS}")
     if data is None or len(data) == 0:
         return DecodedAvatar(STATUS_EMPTY, "file is empty (0 bytes)")
     try:
@@ -180,7 +189,7 @@ def decode_avatar(
                 except Exception:  # malformed EXIF must not lose an otherwise good image
                     oriented = img
                 rgb = _to_rgb(oriented)
-                resized = rgb.resize((size, size), RESAMPLE)
+                resized = frame(rgb, size, RESAMPLE, framing)
                 pixels = np.asarray(resized, dtype=np.uint8).copy()
     except Image.DecompressionBombError as exc:
         return DecodedAvatar(STATUS_TOO_LARGE, f"decompression bomb: {exc}")

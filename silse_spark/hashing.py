@@ -55,6 +55,7 @@ def hash_contents(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS,
+    framing: str = "none",
 ) -> pd.DataFrame:
     """Decode and hash a batch of image bytes.
 
@@ -65,13 +66,16 @@ def hash_contents(
     outputs_fn
         Callable mapping uint8 images ``(n, 108, 108, 3)`` to outputs ``(n, 48)``,
         e.g. :meth:`silse_spark.model.TwinHasher.outputs`.
+    framing
+        The model version's framing (``ModelSpec.framing``), passed to the decoder.
 
     Returns
     -------
     pandas.DataFrame
         Columns of :data:`RESULT_SCHEMA`, one row per input, in input order.
     """
-    decoded = [decode_avatar(c, max_pixels=max_pixels, allowed_formats=allowed_formats) for c in contents]
+    decoded = [decode_avatar(c, max_pixels=max_pixels, allowed_formats=allowed_formats, framing=framing)
+               for c in contents]
     ok = [i for i, d in enumerate(decoded) if d.status == STATUS_OK]
     values: list[str | None] = [None] * len(decoded)
     bits: list[int | None] = [None] * len(decoded)
@@ -122,6 +126,9 @@ def twin_value_udf(
     allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS,
 ) -> Any:
     """An Iterator pandas UDF: binary column -> struct of :data:`RESULT_SCHEMA`."""
+    from silse_spark.model import get_model_spec
+
+    framing = get_model_spec(model_version).framing  # resolved on the driver: part of the model version
 
     @F.pandas_udf(RESULT_SCHEMA)  # type: ignore[call-overload]
     def _hash(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
@@ -136,7 +143,8 @@ def twin_value_udf(
             return loaded[0].outputs(pixels)
 
         for contents in batches:
-            yield hash_contents(contents, outputs, max_pixels=max_pixels, allowed_formats=allowed_formats)
+            yield hash_contents(contents, outputs, max_pixels=max_pixels, allowed_formats=allowed_formats,
+                                framing=framing)
 
     # Non-deterministic stops the optimiser from re-running the UDF once per struct field.
     return _hash.asNondeterministic()

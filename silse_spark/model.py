@@ -119,6 +119,7 @@ class ModelSpec:
     weights: str
     sha256: str
     description: str = ""
+    framing: str = "none"
 
     @property
     def weights_path(self) -> Path:
@@ -165,12 +166,20 @@ def get_model_spec(version: str | None = None) -> ModelSpec:
             f"{registry_file()}"
         )
     entry = models[version]
+    from silse_spark.framing import FRAMINGS
+
+    if entry.get("framing", "none") not in FRAMINGS:
+        raise UnknownModelError(
+            f"model version {version!r} asks for framing {entry['framing']!r}, which this silse does not know "
+            f"(expected one of {FRAMINGS}); upgrade silse_spark or fix {registry_file()}"
+        )
     return ModelSpec(
         version=version,
         architecture=entry["architecture"],
         weights=entry["weights"],
         sha256=entry["sha256"],
         description=entry.get("description", ""),
+        framing=entry.get("framing", "none"),
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from silse_spark.codes import twin_values_from_outputs
 from silse_spark.decode import decode_avatar
-from silse_spark.model import PACKAGED_MODELS_DIR, TwinHasher, available_model_versions
+from silse_spark.model import PACKAGED_MODELS_DIR, TwinHasher, available_model_versions, get_model_spec
 
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = json.loads((DATA / "golden_codes.json").read_text())
@@ -22,7 +22,9 @@ def test_shipped_models_reproduce_their_golden_codes(model_version: str, monkeyp
     monkeypatch.setenv("SILSE_MODELS_DIR", str(PACKAGED_MODELS_DIR))
     assert model_version in available_model_versions(), f"{model_version} has golden codes but is not shipped"
     expected = GOLDEN["models"][model_version]
-    pixels = np.stack([decode_avatar((DATA / "hostile" / name).read_bytes()).pixels for name in expected])
+    framing = get_model_spec(model_version).framing  # the version's own preprocessing, as the job decodes
+    pixels = np.stack([decode_avatar((DATA / "hostile" / name).read_bytes(), framing=framing).pixels
+                       for name in expected])
     actual = dict(zip(expected, twin_values_from_outputs(TwinHasher(model_version).outputs(pixels))[0]))
     now = {pkg: version(pkg) for pkg in GOLDEN["versions"]}
     assert actual == expected, (

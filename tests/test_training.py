@@ -300,6 +300,7 @@ def test_named_configs_are_valid_and_seed_follows_the_design() -> None:
         ({"init_from": "seed"}, "use --resume"),
         ({"init_from": "v1", "init_weights": "silse-v1"}, "at most one of init_from"),
         ({"init_weights": "silse-v1", "init_trunk": "silse-v1"}, "at most one of init_from"),
+        ({"framing": "centre"}, "framing 'centre'"),
         ({"memory_batches": -1}, "memory_batches -1"),
         ({"memory_batches": 4}, "needs loss 'v1'"),
         ({"memory_weight": -0.5}, "memory_weight"),

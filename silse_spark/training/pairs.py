@@ -21,23 +21,25 @@ import numpy as np
 from PIL import Image
 
 from silse_spark.decode import RESAMPLE
+from silse_spark.framing import frame
 from silse_spark.model import INPUT_SIZE
 from silse_spark.variations import FAMILIES, vary
 
 log = logging.getLogger(__name__)
 
 
-def to_input(img: Image.Image) -> np.ndarray:
+def to_input(img: Image.Image, framing: str = "none") -> np.ndarray:
     """An RGB image of any size -> the model's uint8 ``(108, 108, 3)`` input, as decode does."""
-    return np.asarray(img.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), RESAMPLE), dtype=np.uint8)
+    return np.asarray(frame(img.convert("RGB"), INPUT_SIZE, RESAMPLE, framing), dtype=np.uint8)
 
 
-def altered(canvas: np.ndarray, families: Sequence[str], rng: np.random.Generator, chain: int = 1) -> np.ndarray:
+def altered(canvas: np.ndarray, families: Sequence[str], rng: np.random.Generator, chain: int = 1,
+            framing: str = "none") -> np.ndarray:
     """Apply ``chain`` random families (drawn from ``families``) to a canvas, return model input."""
     img = Image.fromarray(canvas, "RGB")
     for _ in range(chain):
         img = vary(img, families[int(rng.integers(len(families)))], rng)
-    return to_input(img)
+    return to_input(img, framing)
 
 
 class PairBatches:
@@ -61,6 +63,8 @@ class PairBatches:
     with_ids
         Iterate over ``(a, b, ids)`` instead of ``(a, b)``: ``ids`` are the
         rows' corpus indices (int64). The images are the same either way.
+    framing
+        The model's framing (:mod:`silse_spark.framing`), applied to both sides.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class PairBatches:
         anchor_alter_prob: float = 0.0,
         max_chain: int = 1,
         with_ids: bool = False,
+        framing: str = "none",
     ) -> None:
         unknown = [f for f in families if f not in FAMILIES]
         if unknown:
@@ -85,6 +90,7 @@ class PairBatches:
         self.anchor_alter_prob = anchor_alter_prob
         self.max_chain = max_chain
         self.with_ids = with_ids
+        self.framing = framing
 
     def batch(self) -> tuple[np.ndarray, np.ndarray]:
         """The next ``(a, b)``: originals and their altered copies, row for row."""
@@ -100,11 +106,11 @@ class PairBatches:
         for row, i in enumerate(idx):
             canvas = np.asarray(self.canvases[i])
             if self.rng.random() < self.anchor_alter_prob:
-                a[row] = altered(canvas, self.families, self.rng)
+                a[row] = altered(canvas, self.families, self.rng, framing=self.framing)
             else:
-                a[row] = to_input(Image.fromarray(canvas, "RGB"))
+                a[row] = to_input(Image.fromarray(canvas, "RGB"), self.framing)
             chain = int(self.rng.integers(1, self.max_chain + 1))
-            b[row] = altered(canvas, self.families, self.rng, chain)
+            b[row] = altered(canvas, self.families, self.rng, chain, self.framing)
         order = self.rng.permutation(self.batch_size)
         return a[order], b[order], idx[order].astype(np.int64)
 

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from silse_spark.framing import FRAMINGS
 from silse_spark.model import ARCHITECTURES, MODELS_DIR, build_model, file_sha256
 from silse_spark.variations import EXTRA_FAMILIES, FAMILIES, SEED_FAMILIES
 
@@ -103,6 +104,7 @@ class TrainConfig:
     init_from: str = ""
     init_weights: str = ""
     init_trunk: str = ""
+    framing: str = "none"
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -141,6 +143,8 @@ class TrainConfig:
             problems.append(f"memory_batches {self.memory_batches} must be >= 0 (0: no negative memory)")
         if self.memory_batches and self.loss != "v1":
             problems.append(f"memory_batches needs loss 'v1', not {self.loss!r}")
+        if self.framing not in FRAMINGS:
+            problems.append(f"framing {self.framing!r} is not one of {FRAMINGS}")
         if self.checkpoint_minutes <= 0:
             problems.append(f"checkpoint_minutes {self.checkpoint_minutes} must be > 0")
         if problems:
@@ -266,6 +270,17 @@ CONFIGS["v1p-2"] = replace(
     description=("second try of v1p: the first v1 loss (copy weight 1, quantisation 0.1, no exact-code term), "
                  "which trained v1 from scratch without collapse, instead of v1-r2's, from silse-v1's trunk at "
                  "batch 192, Adam 5e-4"),
+)
+CONFIGS["v1f"] = replace(
+    CONFIGS["v1-r2"],
+    name="v1f",
+    framing="moments",
+    batch_size=192,
+    learning_rate=3e-4,
+    seed=10,
+    description=("v1 with content framing (silse_spark.framing: every image cropped to a square around its "
+                 "drawing before the resize, so shifts, crops and rescales move little): from the shipped "
+                 "silse-v1 weights (fresh Adam at 3e-4), the v1-r2 loss at batch 192"),
 )
 CONFIGS["v1-r6"] = replace(
     CONFIGS["v1-r2"],
@@ -566,7 +581,7 @@ def train(
         log.warning("--resume: no checkpoint in %s, starting fresh", checkpoint_dir)
     batches = PairBatches(canvases, config.families, config.batch_size, seed=config.seed + 7919 * state.step,
                           anchor_alter_prob=config.anchor_alter_prob, max_chain=config.max_chain,
-                          with_ids=config.memory_batches > 0)
+                          with_ids=config.memory_batches > 0, framing=config.framing)
     memory = NegativeMemory(config.memory_batches, 2 * config.batch_size) if config.memory_batches else None
     log.info("training %s (%s, %d params) on %d images, batch %d", config.name, config.architecture,
              model.count_params(), len(canvases), config.batch_size)
@@ -643,7 +658,7 @@ def permute_output_bits(model: keras.Model, order: Sequence[int]) -> None:
 
 
 def register_model(version: str, architecture: str, weights_file: str, description: str,
-                   make_default: bool, models_dir: Path = MODELS_DIR) -> dict[str, Any]:
+                   make_default: bool, models_dir: Path = MODELS_DIR, framing: str = "none") -> dict[str, Any]:
     """Add or replace a registry entry (``models_dir/registry.json``) for a weights file there."""
     registry_file = models_dir / "registry.json"
     if registry_file.is_file():
@@ -656,6 +671,8 @@ def register_model(version: str, architecture: str, weights_file: str, descripti
         "sha256": file_sha256(models_dir / weights_file),
         "description": description,
     }
+    if framing != "none":
+        registry["models"][version]["framing"] = framing
     if make_default or registry.get("default") not in registry["models"]:
         registry["default"] = version
     registry["models"] = dict(sorted(registry["models"].items()))
@@ -671,7 +688,8 @@ def export(config: TrainConfig, checkpoint_dir: Path, version: str, description:
         permute_output_bits(model, order)
     target = models_dir / f"{version}.weights.h5"
     model.save_weights(str(target))
-    register_model(version, config.architecture, target.name, description, make_default, models_dir)
+    register_model(version, config.architecture, target.name, description, make_default, models_dir,
+                   config.framing)
     log.info("exported %s (%s) to %s, sha256 %s", version, config.architecture, target, file_sha256(target))
     return target
 
@@ -719,7 +737,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.stable_order:
             from silse_spark.training.validate import stability_order
 
-            order = stability_order(float32_model(config, checkpoint_dir / "model.weights.h5"), args.data)
+            order = stability_order(float32_model(config, checkpoint_dir / "model.weights.h5"), args.data,
+                                    framing=config.framing)
         description = (f"config {config.name}: {config.description}. {state.step} steps, {state.pairs} pairs "
                        f"(batch {config.batch_size}), {state.seconds / 60:.0f} min of training steps on a 2-core "
                        f"CPU (no GPU){', bits ordered by stability' if order is not None else ''}")

@@ -88,28 +88,28 @@ def false_match_rates(bits: np.ndarray) -> dict[str, float]:
     }
 
 
-def make_copies(canvases: np.ndarray, family: str, seed: int) -> np.ndarray:
+def make_copies(canvases: np.ndarray, family: str, seed: int, framing: str = "none") -> np.ndarray:
     from silse_spark.training.pairs import altered
 
     rng = np.random.default_rng(seed)
-    return np.stack([altered(np.asarray(c), [family], rng) for c in canvases])
+    return np.stack([altered(np.asarray(c), [family], rng, framing=framing) for c in canvases])
 
 
-def originals(canvases: np.ndarray) -> np.ndarray:
+def originals(canvases: np.ndarray, framing: str = "none") -> np.ndarray:
     from PIL import Image
 
     from silse_spark.training.pairs import to_input
 
-    return np.stack([to_input(Image.fromarray(np.asarray(c), "RGB")) for c in canvases])
+    return np.stack([to_input(Image.fromarray(np.asarray(c), "RGB"), framing) for c in canvases])
 
 
-def validation_report(model: keras.Model, canvases: np.ndarray, families: Sequence[str], seed: int = 1234
-                      ) -> dict[str, Any]:
-    """All metrics for ``model`` on ``canvases`` (``(n, 128, 128, 3)`` uint8)."""
-    base = predict_bits(model, originals(canvases))
-    report: dict[str, Any] = {"images": len(canvases), "families": {}}
+def validation_report(model: keras.Model, canvases: np.ndarray, families: Sequence[str], seed: int = 1234,
+                      framing: str = "none") -> dict[str, Any]:
+    """All metrics for ``model`` on ``canvases`` (``(n, 128, 128, 3)`` uint8), inputs framed as the model's."""
+    base = predict_bits(model, originals(canvases, framing))
+    report: dict[str, Any] = {"images": len(canvases), "framing": framing, "families": {}}
     for k, family in enumerate(families):
-        copy_bits = predict_bits(model, make_copies(canvases, family, seed + k))
+        copy_bits = predict_bits(model, make_copies(canvases, family, seed + k, framing))
         dist = (copy_bits != base).sum(axis=1)
         report["families"][family] = {
             "exact_recall": round(float((dist == 0).mean()), 4),
@@ -130,13 +130,14 @@ def validation_report(model: keras.Model, canvases: np.ndarray, families: Sequen
     return report
 
 
-def stability_order(model: keras.Model, data_dir: Path, limit: int = 300, seed: int = 99) -> list[int]:
+def stability_order(model: keras.Model, data_dir: Path, limit: int = 300, seed: int = 99, framing: str = "none"
+                    ) -> list[int]:
     """Bit indices sorted from most to least stable under seed-family copies of validation images."""
     canvases = np.load(data_dir / "val.npy", mmap_mode="r")[:limit]
-    base = predict_bits(model, originals(canvases))
+    base = predict_bits(model, originals(canvases, framing))
     flips = np.zeros(base.shape[1])
     for k, family in enumerate(SEED_FAMILIES):
-        flips += (predict_bits(model, make_copies(canvases, family, seed + k)) != base).mean(axis=0)
+        flips += (predict_bits(model, make_copies(canvases, family, seed + k, framing)) != base).mean(axis=0)
     return [int(i) for i in np.argsort(flips, kind="stable")]
 
 
@@ -181,10 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     if args.version:
-        from silse_spark.model import load_model
+        from silse_spark.model import get_model_spec, load_model
 
         model = load_model(args.version)
         label = args.version
+        framing = get_model_spec(args.version).framing
     else:
         from silse_spark.training.train import float32_model, get_config
 
@@ -194,9 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"no weights file {weights}; train --config {config.name} first or fix --weights")
         model = float32_model(config, weights)
         label = f"checkpoint:{config.name}" + (f" ({weights.name})" if args.weights else "")
+        framing = config.framing
     canvases = np.load(args.data / "val.npy", mmap_mode="r")[: args.limit]
     started = time.time()
-    report = {"model": label, **validation_report(model, canvases, families)}
+    report = {"model": label, **validation_report(model, canvases, families, framing=framing)}
     report["seconds"] = round(time.time() - started, 1)
     text = json.dumps(report, indent=2)
     print(text)

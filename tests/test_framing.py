@@ -1,0 +1,130 @@
+"""Content framing (silse_spark.framing): the frame follows the drawing, and the job decodes as the model asks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from silse_spark.decode import RESAMPLE, STATUS_OK, decode_avatar
+from silse_spark.framing import content_box, frame
+from silse_spark.variations import encode, rescale, shift_h, shift_w
+
+
+def _drawing(offset: tuple[int, int] = (0, 0), size: int = 128, background: str = "white") -> Image.Image:
+    img = Image.new("RGB", (size, size), background)
+    dx, dy = offset
+    k = size / 128
+    draw = ImageDraw.Draw(img)
+    draw.ellipse(tuple(round(v * k) for v in (30 + dx, 25 + dy, 80 + dx, 90 + dy)), fill=(200, 30, 30))
+    draw.rectangle(tuple(round(v * k) for v in (55 + dx, 60 + dy, 95 + dx, 100 + dy)), fill=(20, 60, 160))
+    return img
+
+
+def test_the_frame_moves_and_scales_with_the_drawing() -> None:
+    base = content_box(_drawing())
+    moved = content_box(_drawing((-12, 9)))
+    bigger = content_box(_drawing(size=256))
+    assert base is not None and moved is not None and bigger is not None
+    np.testing.assert_allclose(np.subtract(moved, base), [-12, 9, -12, 9], atol=1e-6)
+    np.testing.assert_allclose(bigger, np.multiply(base, 2), atol=1.0)  # moments on a 128 px thumbnail
+    side = base[2] - base[0]
+    assert 60 < side < 128  # around the drawing (ellipse + square span ~65 px), not the whole image
+
+
+def test_blank_or_background_only_images_are_used_whole() -> None:
+    assert content_box(Image.new("RGB", (64, 64), (10, 200, 10))) is None
+    speck = Image.new("RGB", (128, 128), "white")
+    ImageDraw.Draw(speck).point((5, 5), fill="black")
+    assert content_box(speck) is None
+    framed = frame(Image.new("RGB", (64, 64), (10, 200, 10)), 108, RESAMPLE)
+    assert framed.size == (108, 108) and framed.getpixel((50, 50)) == (10, 200, 10)
+
+
+def test_frame_outside_the_image_is_filled_with_the_background() -> None:
+    img = Image.new("RGB", (128, 128), (240, 240, 240))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, 100, 8), fill="black")  # an L along the top and left edges: its centroid is near
+    draw.rectangle((0, 0, 8, 100), fill="black")  # the corner and its spread large, so the frame sticks out
+    box = content_box(img)
+    assert box is not None and box[0] < -10 and box[1] < -10
+    out = np.asarray(frame(img, 108, RESAMPLE))
+    assert out.shape == (108, 108, 3)
+    assert tuple(out[0, 0]) == (240, 240, 240) and tuple(out[-1, -1]) == (240, 240, 240)
+    assert (out.sum(axis=-1) < 60).mean() > 0.05  # the bars are in the frame
+
+
+def test_unknown_framing_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown framing 'centre'"):
+        frame(_drawing(), 108, RESAMPLE, "centre")
+    with pytest.raises(ValueError, match="expected one of"):
+        decode_avatar(encode(_drawing()), framing="centre")
+
+
+def test_framed_copies_of_real_avatars_stay_closer_to_their_originals(demo_avatar_paths: list[Path]) -> None:
+    """Shifted and rescaled copies of the demo avatars: framing removes most of the pixel change."""
+    plain_diff, framed_diff = [], []
+    rng = np.random.default_rng(3)
+    for path in demo_avatar_paths:
+        decoded = decode_avatar(path.read_bytes(), size=128)
+        assert decoded.status == STATUS_OK
+        img = Image.fromarray(decoded.pixels, "RGB")
+        for variation in (shift_h, shift_w, rescale):
+            copy = variation(img, rng)
+            for framing, diffs in (("none", plain_diff), ("moments", framed_diff)):
+                a = np.asarray(frame(img, 108, RESAMPLE, framing), dtype=np.float32)
+                b = np.asarray(frame(copy, 108, RESAMPLE, framing), dtype=np.float32)
+                diffs.append(float(np.abs(a - b).mean()))
+    assert np.median(framed_diff) < 0.5 * np.median(plain_diff)
+
+
+def test_decoding_with_framing_crops_to_the_drawing(demo_avatar_paths: list[Path]) -> None:
+    data = encode(_drawing((20, 20), size=200))
+    plain, framed = decode_avatar(data), decode_avatar(data, framing="moments")
+    assert plain.status == framed.status == STATUS_OK
+    assert plain.pixels is not None and framed.pixels is not None and framed.pixels.shape == (108, 108, 3)
+    white = np.all(plain.pixels > 245, axis=-1).mean(), np.all(framed.pixels > 245, axis=-1).mean()
+    assert white[1] < white[0]  # less empty margin once framed
+    assert (framed.width, framed.height) == (200, 200)  # metadata is the file's, not the frame's
+
+
+def test_registry_framing_reaches_the_spec_and_unknown_values_fail(
+    tmp_path: Path, standin_models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from silse_spark.model import MODELS_DIR_ENV, UnknownModelError, get_model_spec
+
+    registry = json.loads((standin_models / "registry.json").read_text())
+    (version, entry), = registry["models"].items()
+    for framing, ok in (("moments", True), ("middle", False)):
+        registry["models"][version] = {**entry, "framing": framing}
+        (tmp_path / "registry.json").write_text(json.dumps(registry))
+        monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path))
+        if ok:
+            assert get_model_spec(version).framing == "moments"
+        else:
+            with pytest.raises(UnknownModelError, match="framing 'middle'"):
+                get_model_spec(version)
+    monkeypatch.setenv(MODELS_DIR_ENV, str(standin_models))
+    assert get_model_spec(version).framing == "none"  # entries without the field keep the plain decoder
+
+
+def test_hash_contents_decodes_with_the_given_framing() -> None:
+    import pandas as pd
+
+    from silse_spark.hashing import hash_contents
+
+    seen: list[np.ndarray] = []
+
+    def outputs(pixels: np.ndarray) -> np.ndarray:
+        seen.append(pixels)
+        return np.full((len(pixels), 48), 0.9, dtype=np.float32)
+
+    data = encode(_drawing((20, 20), size=200))
+    hash_contents(pd.Series([data]), outputs, framing="moments")
+    hash_contents(pd.Series([data]), outputs)
+    np.testing.assert_array_equal(seen[0][0], decode_avatar(data, framing="moments").pixels)
+    np.testing.assert_array_equal(seen[1][0], decode_avatar(data).pixels)
+    assert not np.array_equal(seen[0][0], seen[1][0])
