@@ -37,9 +37,10 @@ class CliError(Exception):
 
 def hash_files(paths: Sequence[str], model_version: str | None = None) -> list[tuple[str, str | None, str]]:
     """Hash local image files: ``(path, twin value or None, status or error)`` per path."""
-    from silse_spark.model import cached_hasher
+    from silse_spark.model import cached_hasher, get_model_spec
 
-    decoded = [decode_file(p) for p in paths]
+    framing = get_model_spec(model_version).framing  # decode as the job does for this model version
+    decoded = [decode_file(p, framing=framing) for p in paths]
     ok = [i for i, d in enumerate(decoded) if d.status == STATUS_OK]
     codes: dict[int, str] = {}
     if ok:

@@ -84,11 +84,13 @@ def attack(hasher: Any, images: list[np.ndarray], eps: float, max_queries: int, 
 
 def run(output: Path, sources: Path, n_images: int, max_queries: int, version: str | None) -> dict[str, Any]:
     from silse_spark.codes import bits_from_outputs
-    from silse_spark.model import cached_hasher
+    from silse_spark.model import cached_hasher, get_model_spec
 
     hasher = cached_hasher(version)
+    framing = get_model_spec(version).framing
     paths = list_images(sources)
-    pixels = [d.pixels for d in (decode_avatar(p.read_bytes()) for p in paths) if d.pixels is not None]
+    pixels = [d.pixels for d in (decode_avatar(p.read_bytes(), framing=framing) for p in paths)
+              if d.pixels is not None]
     bits = bits_from_outputs(hasher.outputs(np.stack(pixels)))
     means = bits.mean(axis=0)
     collisions = chance_collisions(means, 1e9)

@@ -128,3 +128,31 @@ def test_hash_contents_decodes_with_the_given_framing() -> None:
     np.testing.assert_array_equal(seen[0][0], decode_avatar(data, framing="moments").pixels)
     np.testing.assert_array_equal(seen[1][0], decode_avatar(data).pixels)
     assert not np.array_equal(seen[0][0], seen[1][0])
+
+
+def test_local_hashing_decodes_as_the_model_version_asks(
+    tmp_path: Path, standin_models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`silse hash FILE` (cli.hash_files) gives a framed model the framed pixels, as the Spark job does."""
+    import shutil
+
+    from silse_spark.cli import hash_files
+    from silse_spark.codes import twin_values_from_outputs
+    from silse_spark.model import MODELS_DIR_ENV, TwinHasher
+
+    models = tmp_path / "models"
+    shutil.copytree(standin_models, models)
+    registry = json.loads((models / "registry.json").read_text())
+    (version, entry), = registry["models"].items()
+    registry["models"][version] = {**entry, "framing": "moments"}
+    (models / "registry.json").write_text(json.dumps(registry))
+    monkeypatch.setenv(MODELS_DIR_ENV, str(models))
+    image = tmp_path / "avatar.png"
+    image.write_bytes(encode(_drawing((20, 20), size=200)))
+    [(_, code, status)] = hash_files([str(image)], version)
+    framed = decode_avatar(image.read_bytes(), framing="moments").pixels
+    assert status == STATUS_OK
+    plain = decode_avatar(image.read_bytes()).pixels
+    codes = twin_values_from_outputs(TwinHasher(version).outputs(np.stack([framed, plain])))[0]
+    assert codes[0] != codes[1]  # the two decodings hash differently, so the check below can tell them apart
+    assert code == codes[0]

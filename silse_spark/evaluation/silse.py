@@ -167,10 +167,11 @@ def hash_in_process(items: pd.DataFrame, version: str) -> SilseRun:
 
     from silse_spark.codes import twin_values_from_outputs
     from silse_spark.decode import STATUS_OK, decode_file
-    from silse_spark.model import TwinHasher
+    from silse_spark.model import TwinHasher, get_model_spec
 
     start = time.perf_counter()
-    decoded = [decode_file(p) for p in items["path"]]
+    framing = get_model_spec(version).framing
+    decoded = [decode_file(p, framing=framing) for p in items["path"]]
     ok = [i for i, d in enumerate(decoded) if d.status == STATUS_OK]
     codes: list[int | None] = [None] * len(decoded)
     if ok:
