@@ -258,6 +258,18 @@ def test_training_keeps_snapshots_of_earlier_steps(tmp_path: Path, demo_avatar_p
         np.testing.assert_allclose(x, y)
     assert any(not np.allclose(x, y) for x, y in zip(first.get_weights(), last.get_weights(), strict=True))
 
+    # A snapshot can be exported (train --export-only --snapshot STEP), and the config's framing is registered.
+    from silse_spark.training.train import export
+
+    framed = dataclasses.replace(config, framing="moments")
+    (tmp_path / "models").mkdir()
+    target = export(framed, tmp_path / "ck", "tiny-snap", "test", False, None, tmp_path / "models", snapshots[0])
+    exported = float32_model(config, target)
+    for x, y in zip(exported.get_weights(), first.get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    entry = json.loads((tmp_path / "models" / "registry.json").read_text())["models"]["tiny-snap"]
+    assert entry["framing"] == "moments"
+
 
 def test_permute_output_bits_reorders_the_outputs() -> None:
     model = build_trainable(_tiny_config())

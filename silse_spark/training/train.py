@@ -681,9 +681,12 @@ def register_model(version: str, architecture: str, weights_file: str, descripti
 
 
 def export(config: TrainConfig, checkpoint_dir: Path, version: str, description: str, make_default: bool,
-           order: Sequence[int] | None = None, models_dir: Path = MODELS_DIR) -> Path:
-    """Write ``models_dir/VERSION.weights.h5`` (float32) and register it."""
-    model = float32_model(config, checkpoint_dir / "model.weights.h5")
+           order: Sequence[int] | None = None, models_dir: Path = MODELS_DIR, weights: Path | None = None) -> Path:
+    """Write ``models_dir/VERSION.weights.h5`` (float32) and register it.
+
+    ``weights``: a snapshot to export instead of the checkpoint's latest weights.
+    """
+    model = float32_model(config, weights or checkpoint_dir / "model.weights.h5")
     if order is not None:
         permute_output_bits(model, order)
     target = models_dir / f"{version}.weights.h5"
@@ -709,6 +712,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--export-only", action="store_true", help="export the checkpoint without training")
     parser.add_argument("--default", action="store_true", help="make the exported version the registry default")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="where weights and registry.json go")
+    parser.add_argument("--snapshot", type=int, default=None, metavar="STEP",
+                        help="with --export-only: export CHECKPOINTS/CONFIG/snapshots/step-STEP instead of the "
+                             "latest weights")
     parser.add_argument("--stable-order", action="store_true",
                         help="order exported bits by stability on validation copies (most stable first)")
     args = parser.parse_args(argv)
@@ -732,17 +738,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         raw = json.loads((checkpoint_dir / "state.json").read_text(encoding="utf-8"))["state"]
         state = TrainState(**raw)
+    weights = checkpoint_dir / "model.weights.h5"
+    if args.snapshot is not None:
+        if not args.export_only:
+            parser.error("--snapshot needs --export-only (it names weights that already exist)")
+        weights = checkpoint_dir / "snapshots" / f"step-{args.snapshot:06d}.weights.h5"
+        if not weights.is_file():
+            parser.error(f"no snapshot {weights}; the snapshots are {sorted(p.name for p in weights.parent.glob('*.h5'))}")
+        state = replace(state, step=args.snapshot, pairs=args.snapshot * config.batch_size,
+                        seconds=state.seconds * args.snapshot / max(state.step, 1))
     if args.export:
         order = None
         if args.stable_order:
             from silse_spark.training.validate import stability_order
 
-            order = stability_order(float32_model(config, checkpoint_dir / "model.weights.h5"), args.data,
-                                    framing=config.framing)
+            order = stability_order(float32_model(config, weights), args.data, framing=config.framing)
         description = (f"config {config.name}: {config.description}. {state.step} steps, {state.pairs} pairs "
                        f"(batch {config.batch_size}), {state.seconds / 60:.0f} min of training steps on a 2-core "
-                       f"CPU (no GPU){', bits ordered by stability' if order is not None else ''}")
-        export(config, checkpoint_dir, args.export, description, args.default, order, args.models_dir)
+                       f"CPU (no GPU){', bits ordered by stability' if order is not None else ''}"
+                       f"{' (a snapshot; its minutes estimated pro rata of the run)' if args.snapshot else ''}")
+        export(config, checkpoint_dir, args.export, description, args.default, order, args.models_dir, weights)
     log.info("done in %.0f s", time.time() - wall)
     return 0
 
