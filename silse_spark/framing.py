@@ -5,7 +5,9 @@ file without changing the drawing. A model that sees the whole frame must
 learn to ignore that; framing removes most of it before the model runs. The
 frame is found from the image's own content:
 
-1. background = per-channel median of the outermost ring of pixels;
+1. uniform outer rings (a plain margin, a coloured border added around the
+   file) are set aside, and the background is the colour of the innermost
+   of them (or the outermost ring's median when it is not uniform);
 2. each pixel's content weight = how far its colour is from the background
    (largest channel difference, ramped from 0 at ``LOW`` to 1 at ``HIGH``,
    so antialiased edges and JPEG noise count little and smoothly);
@@ -59,36 +61,90 @@ MIN_CONTENT = 0.005
 THUMBNAIL = 128
 """Moments are computed on a copy at most this many pixels a side."""
 
+MAX_PEEL = 0.15
+"""Uniform outer rings (borders, plain margins) are set aside up to this share of the shorter side."""
+
+RING_UNIFORM = 0.98
+"""Share of a ring's pixels within ``LOW`` of its median colour for it to count as uniform."""
+
 
 def background_colour(pixels: np.ndarray) -> np.ndarray:
     """Per-channel median of the outermost ring of an ``(h, w, 3)`` array."""
-    ring = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    return np.median(ring, axis=0)
+    return _ring_median(pixels, 0)
 
 
-def content_box(img: Image.Image) -> tuple[float, float, float, float] | None:
-    """The frame ``(left, top, right, bottom)`` in ``img``'s pixel coordinates, or ``None`` (use it whole).
+def _ring(pixels: np.ndarray, inset: int) -> np.ndarray:
+    inner = pixels[inset : pixels.shape[0] - inset, inset : pixels.shape[1] - inset]
+    return np.concatenate([inner[0], inner[-1], inner[:, 0], inner[:, -1]])
+
+
+def _ring_median(pixels: np.ndarray, inset: int) -> np.ndarray:
+    return np.median(_ring(pixels, inset), axis=0)
+
+
+def peel_uniform_rings(pixels: np.ndarray) -> tuple[int, np.ndarray]:
+    """``(inset, background)``: how many outer rings to set aside (a border), and the background colour.
+
+    A ring is uniform when at least ``RING_UNIFORM`` of its pixels are within
+    ``LOW`` of its median colour. Uniform rings are peeled from the outside
+    in (at most ``MAX_PEEL`` of the shorter side); the background is the
+    innermost one's colour, and the outer rings of another colour (a
+    coloured border added around the file) are set aside. A drawing on a
+    plain background sets nothing aside. Images whose outermost ring is not
+    uniform (full-bleed pictures, shifted copies whose fill differs from the
+    background) peel nothing, and the background is the outermost ring's
+    median.
+
+    >>> a = np.full((40, 40, 3), 255.0); a[:3] = a[-3:] = a[:, :3] = a[:, -3:] = (200, 0, 0)
+    >>> a[15:25, 15:25] = 0
+    >>> inset, bg = peel_uniform_rings(a)
+    >>> inset, bg.tolist()   # the 3-pixel red border is set aside, the white margin kept
+    (3, [255.0, 255.0, 255.0])
+    """
+    limit = int(MAX_PEEL * min(pixels.shape[:2]))
+    colours = []
+    while len(colours) < limit:
+        ring = _ring(pixels, len(colours))
+        median = np.median(ring, axis=0)
+        dev = np.abs(ring - median)
+        if (np.maximum(np.maximum(dev[:, 0], dev[:, 1]), dev[:, 2]) <= LOW).mean() < RING_UNIFORM:
+            break
+        colours.append(median)
+    if not colours:
+        return 0, _ring_median(pixels, 0)
+    background = colours[-1]
+    # Set aside only the outer rings of another colour (a border); rings of the background's own colour
+    # stay, so that a drawing reaching into the margin counts the same with or without a shift.
+    other = [k for k, c in enumerate(colours) if np.abs(c - background).max() > LOW]
+    return (other[-1] + 1 if other else 0), background
+
+
+def content_frame(img: Image.Image) -> tuple[tuple[float, float, float, float] | None, tuple[int, int, int]]:
+    """``(box, background)``: the frame in ``img``'s pixel coordinates (``None``: use it whole) and the fill.
 
     ``img`` must be RGB.
     """
-    scale = 1.0
     small = img
     if max(img.size) > THUMBNAIL:
         scale = max(img.size) / THUMBNAIL
         small = img.resize((max(1, round(img.width / scale)), max(1, round(img.height / scale))),
                            Image.Resampling.BILINEAR)
-        scale_x, scale_y = img.width / small.width, img.height / small.height
-    else:
-        scale_x = scale_y = 1.0
+    scale_x, scale_y = img.width / small.width, img.height / small.height
     pixels = np.asarray(small, dtype=np.float32)
     if pixels.ndim != 3 or min(pixels.shape[:2]) < 2:
-        return None
-    diff = np.abs(pixels - background_colour(pixels))
+        return None, (255, 255, 255)
+    inset, background = peel_uniform_rings(pixels)
+    fill = (int(round(background[0])), int(round(background[1])), int(round(background[2])))
+    diff = np.abs(pixels - background)
     distance = np.maximum(np.maximum(diff[..., 0], diff[..., 1]), diff[..., 2])  # 20x faster than .max(-1)
     weight = np.clip((distance - LOW) / (HIGH - LOW), 0.0, 1.0)
+    if inset:
+        inside = np.zeros_like(weight)
+        inside[inset:-inset, inset:-inset] = weight[inset:-inset, inset:-inset]
+        weight = inside
     total = float(weight.sum())
     if total < MIN_CONTENT * weight.size:
-        return None
+        return None, fill
     ys = (np.arange(weight.shape[0], dtype=np.float64) + 0.5) * scale_y
     xs = (np.arange(weight.shape[1], dtype=np.float64) + 0.5) * scale_x
     row_mass, col_mass = weight.sum(axis=1), weight.sum(axis=0)
@@ -96,7 +152,12 @@ def content_box(img: Image.Image) -> tuple[float, float, float, float] | None:
     spread = float(row_mass @ (ys - cy) ** 2 + col_mass @ (xs - cx) ** 2) / total
     longer = max(img.size)
     side = float(min(max(SIDE_PER_RADIUS * np.sqrt(spread), MIN_SIDE * longer), MAX_SIDE * longer))
-    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2), fill
+
+
+def content_box(img: Image.Image) -> tuple[float, float, float, float] | None:
+    """The frame ``(left, top, right, bottom)`` in ``img``'s pixel coordinates, or ``None`` (use it whole)."""
+    return content_frame(img)[0]
 
 
 def frame(img: Image.Image, size: int, resample: Image.Resampling, framing: str = "moments") -> Image.Image:
@@ -109,13 +170,12 @@ def frame(img: Image.Image, size: int, resample: Image.Resampling, framing: str 
     """
     if framing not in FRAMINGS:
         raise ValueError(f"unknown framing {framing!r}; expected one of {FRAMINGS}")
-    box = content_box(img) if framing == "moments" else None
+    box, fill = content_frame(img) if framing == "moments" else (None, (255, 255, 255))
     if box is None:
         return img.resize((size, size), resample)
     outside = max(0.0, -box[0], -box[1], box[2] - img.width, box[3] - img.height)
     if outside > 0:
         pad = int(np.ceil(outside)) + 1
-        fill = tuple(int(round(v)) for v in background_colour(np.asarray(img)))
         img = ImageOps.expand(img, border=pad, fill=fill)
         box = (box[0] + pad, box[1] + pad, box[2] + pad, box[3] + pad)
     return img.resize((size, size), resample, box=box)

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from silse_spark.decode import RESAMPLE, STATUS_OK, decode_avatar
 from silse_spark.framing import content_box, frame
-from silse_spark.variations import encode, rescale, shift_h, shift_w
+from silse_spark.variations import border, encode, rescale, shift_h, shift_w
 
 
 def _drawing(offset: tuple[int, int] = (0, 0), size: int = 128, background: str = "white") -> Image.Image:
@@ -65,14 +65,14 @@ def test_unknown_framing_is_a_clear_error() -> None:
 
 
 def test_framed_copies_of_real_avatars_stay_closer_to_their_originals(demo_avatar_paths: list[Path]) -> None:
-    """Shifted and rescaled copies of the demo avatars: framing removes most of the pixel change."""
+    """Shifted, rescaled and bordered copies of the demo avatars: framing removes most of the pixel change."""
     plain_diff, framed_diff = [], []
     rng = np.random.default_rng(3)
     for path in demo_avatar_paths:
         decoded = decode_avatar(path.read_bytes(), size=128)
         assert decoded.status == STATUS_OK
         img = Image.fromarray(decoded.pixels, "RGB")
-        for variation in (shift_h, shift_w, rescale):
+        for variation in (shift_h, shift_w, rescale, border):
             copy = variation(img, rng)
             for framing, diffs in (("none", plain_diff), ("moments", framed_diff)):
                 a = np.asarray(frame(img, 108, RESAMPLE, framing), dtype=np.float32)

@@ -282,6 +282,18 @@ CONFIGS["v1f"] = replace(
                  "drawing before the resize, so shifts, crops and rescales move little): from the shipped "
                  "silse-v1 weights (fresh Adam at 3e-4), the v1-r2 loss at batch 192"),
 )
+CONFIGS["v1f-2"] = replace(
+    CONFIGS["v1-r4"],
+    name="v1f-2",
+    framing="moments",
+    batch_size=192,
+    seed=11,
+    init_from="",
+    init_weights="silse-v1",
+    description=("v1 with content framing, second try: from the shipped silse-v1 weights with v1-r4's weights on "
+                 "distinctness (3x negatives, 3x hardest negative, Adam 1.5e-4) at batch 192, because v1f "
+                 "(v1-r2's loss) bought recall with 30x the false matches"),
+)
 CONFIGS["v1-r6"] = replace(
     CONFIGS["v1-r2"],
     name="v1-r6",
