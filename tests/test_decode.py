@@ -21,13 +21,14 @@ from silse_spark.variations import encode
 IMAGES = Path(__file__).resolve().parent / "data" / "hostile"
 
 
-def decode(name: str):  # noqa: ANN201
-    return decode_avatar((IMAGES / name).read_bytes())
+def decode(name: str, framing: str = "none"):  # noqa: ANN201
+    return decode_avatar((IMAGES / name).read_bytes(), framing=framing)
 
 
+@pytest.mark.parametrize("framing", ["none", "moments"])
 @pytest.mark.parametrize("name, status", sorted(HOSTILE_STATUS.items()))
-def test_each_fixture_gets_its_status(name: str, status: str) -> None:
-    result = decode(name)
+def test_each_fixture_gets_its_status(name: str, status: str, framing: str) -> None:
+    result = decode(name, framing)
     assert result.status == status, result.error
     if status == STATUS_OK:
         assert result.pixels is not None and result.pixels.shape == (108, 108, 3)
