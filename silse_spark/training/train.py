@@ -294,6 +294,15 @@ CONFIGS["v1f-2"] = replace(
                  "distinctness (3x negatives, 3x hardest negative, Adam 1.5e-4) at batch 192, because v1f "
                  "(v1-r2's loss) bought recall with 30x the false matches"),
 )
+CONFIGS["v1f-3"] = replace(
+    CONFIGS["v1f-2"],
+    name="v1f-3",
+    learning_rate=5e-5,
+    seed=12,
+    description=("v1 with content framing, third try: v1f-2 at a 3x lower learning rate (Adam 5e-5), because "
+                 "v1f-2 passed through a good point at step 148 and then collapsed (1.8e-2 false matches at "
+                 "step 448)"),
+)
 CONFIGS["v1-r6"] = replace(
     CONFIGS["v1-r2"],
     name="v1-r6",
