@@ -102,7 +102,7 @@ def peel_uniform_rings(pixels: np.ndarray) -> tuple[int, np.ndarray]:
     (3, [255.0, 255.0, 255.0])
     """
     limit = int(MAX_PEEL * min(pixels.shape[:2]))
-    colours = []
+    colours: list[np.ndarray] = []
     while len(colours) < limit:
         ring = _ring(pixels, len(colours))
         median = np.median(ring, axis=0)

@@ -57,8 +57,11 @@ def features(model: keras.Model, pixels: np.ndarray, batch_size: int = 128) -> n
 
 
 def copy_features(model: keras.Model, canvases: np.ndarray, families: Sequence[str], copies: int, seed: int,
-                  layer: str = FEATURE_LAYER) -> tuple[np.ndarray, np.ndarray]:
-    """``layer``'s features of every canvas ``(n, d)`` and of ``copies`` altered copies each ``(n, copies, d)``."""
+                  layer: str = FEATURE_LAYER, framing: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    """``layer``'s features of every canvas ``(n, d)`` and of ``copies`` altered copies each ``(n, copies, d)``.
+
+    ``framing``: the model version's (``ModelSpec.framing``), applied to originals and copies alike.
+    """
     from PIL import Image
 
     from silse_spark.training.pairs import altered, to_input
@@ -70,8 +73,8 @@ def copy_features(model: keras.Model, canvases: np.ndarray, families: Sequence[s
     chunk = 512
     for start in range(0, len(canvases), chunk):
         block = np.asarray(canvases[start : start + chunk])
-        base.append(features(feats, np.stack([to_input(Image.fromarray(c, "RGB")) for c in block])))
-        altered_block = np.stack([altered(c, families, rng) for c in block for _ in range(copies)])
+        base.append(features(feats, np.stack([to_input(Image.fromarray(c, "RGB"), framing) for c in block])))
+        altered_block = np.stack([altered(c, families, rng, framing=framing) for c in block for _ in range(copies)])
         moved.append(features(feats, altered_block).reshape(len(block), copies, -1))
         log.info("features of %d / %d images", min(start + chunk, len(canvases)), len(canvases))
     return np.concatenate(base), np.concatenate(moved)
@@ -132,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--validate", type=int, default=500, help="validation images for the report (0: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from silse_spark.model import load_model
+    from silse_spark.model import get_model_spec, load_model
     from silse_spark.training.validate import parse_families, validation_report
 
     try:
@@ -140,13 +143,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     model = load_model(args.base)
+    framing = get_model_spec(args.base).framing
     started = time.time()
     if args.cache and args.cache.is_file():
         cached = np.load(args.cache)
         base, moved = cached["base"], cached["moved"]
     else:
         canvases = np.load(args.data / "train.npy", mmap_mode="r")[: args.limit]
-        base, moved = copy_features(model, canvases, families, args.copies, args.seed)
+        base, moved = copy_features(model, canvases, families, args.copies, args.seed, framing=framing)
         if args.cache:
             np.savez(args.cache, base=base, moved=moved)
     log.info("features %s + %s in %.0f s", base.shape, moved.shape, time.time() - started)
@@ -157,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.save_weights(str(args.weights_out))
     if args.validate:
         canvases = np.load(args.data / "val.npy", mmap_mode="r")[: args.validate]
-        report: dict[str, Any] = validation_report(model, canvases, parse_families("seed"))
+        report: dict[str, Any] = validation_report(model, canvases, parse_families("seed"), framing=framing)
         print(json.dumps(report, indent=2))
     return 0
 
