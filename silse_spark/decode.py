@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from silse_spark.framing import FRAMINGS, frame
+from silse_spark.framing import check_framing, frame
 from silse_spark.model import INPUT_SIZE
 
 STATUS_OK = "ok"
@@ -162,8 +162,7 @@ def decode_avatar(
         ``none`` or ``moments`` (:mod:`silse_spark.framing`): the model version's preprocessing.
         An unknown value is a programming error and raises ``ValueError``.
     """
-    if framing not in FRAMINGS:
-        raise ValueError(f"unknown framing {framing!r}; expected one of {FRAMINGS}")
+    check_framing(framing)  # a programming error: raised here, not turned into a decode_error below
     if data is None or len(data) == 0:
         return DecodedAvatar(STATUS_EMPTY, "file is empty (0 bytes)")
     try:

@@ -20,7 +20,8 @@ Images with almost no content (fewer than ``MIN_CONTENT`` of the pixels) are
 not framed: the whole image is used. Parts of the frame outside the image are
 filled with the background colour. Moments are computed on a copy of at most
 ``THUMBNAIL`` pixels a side, so the cost does not grow with the upload's size
-(about 0.2 ms per avatar).
+(decoding takes 1.21 ms per avatar with framing against 0.46 ms without: best
+of 3 passes of ``decode_avatar`` over 2,000 ``make bench`` images on one core).
 
 Which models use framing is part of each model version (``framing`` in
 ``silse_spark/models/registry.json``): the same version always sees the same
@@ -68,18 +69,15 @@ RING_UNIFORM = 0.98
 """Share of a ring's pixels within ``LOW`` of its median colour for it to count as uniform."""
 
 
-def background_colour(pixels: np.ndarray) -> np.ndarray:
-    """Per-channel median of the outermost ring of an ``(h, w, 3)`` array."""
-    return _ring_median(pixels, 0)
+def check_framing(framing: str) -> None:
+    """Raise ``ValueError`` naming ``framing`` unless it is one of :data:`FRAMINGS`."""
+    if framing not in FRAMINGS:
+        raise ValueError(f"unknown framing {framing!r}; expected one of {FRAMINGS}")
 
 
 def _ring(pixels: np.ndarray, inset: int) -> np.ndarray:
     inner = pixels[inset : pixels.shape[0] - inset, inset : pixels.shape[1] - inset]
     return np.concatenate([inner[0], inner[-1], inner[:, 0], inner[:, -1]])
-
-
-def _ring_median(pixels: np.ndarray, inset: int) -> np.ndarray:
-    return np.median(_ring(pixels, inset), axis=0)
 
 
 def peel_uniform_rings(pixels: np.ndarray) -> tuple[int, np.ndarray]:
@@ -108,10 +106,12 @@ def peel_uniform_rings(pixels: np.ndarray) -> tuple[int, np.ndarray]:
         median = np.median(ring, axis=0)
         dev = np.abs(ring - median)
         if (np.maximum(np.maximum(dev[:, 0], dev[:, 1]), dev[:, 2]) <= LOW).mean() < RING_UNIFORM:
+            if not colours:
+                return 0, median  # the outermost ring is not uniform
             break
         colours.append(median)
-    if not colours:
-        return 0, _ring_median(pixels, 0)
+    if not colours:  # an image too small to peel anything
+        return 0, np.median(_ring(pixels, 0), axis=0)
     background = colours[-1]
     # Set aside only the outer rings of another colour (a border); rings of the background's own colour
     # stay, so that a drawing reaching into the margin counts the same with or without a shift.
@@ -168,8 +168,7 @@ def frame(img: Image.Image, size: int, resample: Image.Resampling, framing: str 
     ValueError
         If ``framing`` is not one of :data:`FRAMINGS`.
     """
-    if framing not in FRAMINGS:
-        raise ValueError(f"unknown framing {framing!r}; expected one of {FRAMINGS}")
+    check_framing(framing)
     box, fill = content_frame(img) if framing == "moments" else (None, (255, 255, 255))
     if box is None:
         return img.resize((size, size), resample)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from silse_spark.codes import CODE_BITS
+from silse_spark.training.validate import families_argument
 
 if TYPE_CHECKING:
     import keras
@@ -127,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--limit", type=int, default=None, help="training images used (default all)")
     parser.add_argument("--copies", type=int, default=4)
-    parser.add_argument("--families", default="seed", help="'seed', 'all' or a comma-separated list")
+    parser.add_argument("--families", type=families_argument, default="seed",
+                        help="'seed', 'all' or a comma-separated list")
     parser.add_argument("--ridge", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=None, help="keep/reuse the features here (.npz)")
@@ -138,10 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from silse_spark.model import get_model_spec, load_model
     from silse_spark.training.validate import parse_families, validation_report
 
-    try:
-        families = parse_families(args.families)
-    except ValueError as exc:
-        parser.error(str(exc))
+    families: list[str] = args.families
     model = load_model(args.base)
     framing = get_model_spec(args.base).framing
     started = time.time()

@@ -381,11 +381,9 @@ def copy_matching_layers(version: str, model: keras.Model) -> list[str]:
     counted). Raises :class:`TrainConfigError` when nothing matches, which
     means the two architectures share no trunk.
     """
-    from silse_spark.model import build_model, get_model_spec, verify_weights
+    from silse_spark.model import load_model
 
-    spec = get_model_spec(version)
-    source = build_model(spec.architecture)
-    source.load_weights(str(verify_weights(spec)))  # SHA-256 checked
+    source = load_model(version)  # SHA-256 checked
     by_name = {layer.name: layer for layer in source.layers}
     copied = []
     for layer in model.layers:
@@ -395,7 +393,7 @@ def copy_matching_layers(version: str, model: keras.Model) -> list[str]:
             layer.set_weights(weights)
             copied.append(layer.name)
     if not copied:
-        raise TrainConfigError(f"no layer of {version!r} ({spec.architecture}) matches a layer of this "
+        raise TrainConfigError(f"no layer of {version!r} ({source.name}) matches a layer of this "
                                f"{model.name} by name and shape; init_trunk needs a model sharing its trunk")
     return copied
 

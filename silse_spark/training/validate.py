@@ -163,6 +163,14 @@ def parse_families(text: str) -> list[str]:
     return families
 
 
+def families_argument(text: str) -> list[str]:
+    """``--families`` parser: :func:`parse_families`, its error reported by argparse."""
+    try:
+        return parse_families(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Validate a silse model on held-out copies.")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -173,14 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --checkpoint-config: these weights (e.g. a snapshot) instead of the checkpoint's")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--limit", type=int, default=500, help="validation images used")
-    parser.add_argument("--families", default="seed", help="'seed', 'all' or a comma-separated list")
+    parser.add_argument("--families", type=families_argument, default="seed",
+                        help="'seed', 'all' or a comma-separated list")
     parser.add_argument("--output", type=Path, default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        families = parse_families(args.families)
-    except ValueError as exc:
-        parser.error(str(exc))
+    families: list[str] = args.families
     if args.version:
         from silse_spark.model import get_model_spec, load_model
 
