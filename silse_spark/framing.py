@@ -41,6 +41,8 @@ Example
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -80,43 +82,113 @@ def _ring(pixels: np.ndarray, inset: int) -> np.ndarray:
     return np.concatenate([inner[0], inner[-1], inner[:, 0], inner[:, -1]])
 
 
+@functools.lru_cache(maxsize=32)
+def _depth(height: int, width: int) -> np.ndarray:
+    """Each pixel's ring: its distance in pixels from the nearest edge (0 on the outermost ring)."""
+    y, x = np.indices((height, width))
+    depth = np.minimum(np.minimum(y, x), np.minimum(height - 1 - y, width - 1 - x))
+    depth.flags.writeable = False
+    return depth
+
+
+def _median(ring: np.ndarray) -> np.ndarray:
+    """Per-channel median of ``ring`` ``(n, 3)`` as float32: ``np.median(ring.astype(np.float32), axis=0)``."""
+    channels = np.ascontiguousarray(ring.T, dtype=np.float32)
+    half = channels.shape[1] // 2
+    if channels.shape[1] % 2:
+        return np.partition(channels, half, axis=1)[:, half]
+    middle = np.partition(channels, (half - 1, half), axis=1)
+    return (middle[:, half - 1] + middle[:, half]) / np.float32(2)
+
+
+# Content weight of each colour distance, indexed by twice the distance (pixels are integers and the
+# background a median of integers, so distances are multiples of 1/2): the ramp from LOW to HIGH.
+_WEIGHT = np.clip((np.arange(511, dtype=np.float32) / np.float32(2) - LOW) / (HIGH - LOW), 0.0, 1.0)
+
+
+def _twice_distance(planes: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """Twice the largest channel difference between each pixel and ``colour``, as int16 ``(h, w)``.
+
+    ``planes``: the uint8 image as contiguous channel planes ``(3, h, w)``;
+    ``colour`` a multiple of 1/2 (a pixel, or a median of pixels), so the
+    result is exact.
+    """
+    twice = np.rint(np.asarray(colour, dtype=np.float64) * 2).astype(np.int16)
+    largest = None
+    for plane, value in zip(planes, twice):
+        d = plane.astype(np.int16)
+        d *= 2
+        d -= value
+        np.abs(d, out=d)
+        largest = d if largest is None else np.maximum(largest, d, out=largest)
+    assert largest is not None
+    return largest
+
+
+def _peel(pixels: np.ndarray, planes: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """:func:`peel_uniform_rings` on uint8 ``pixels``, plus twice each pixel's distance to the corner's colour.
+
+    Exactly the ring-by-ring definition, without testing each ring: every
+    ring whose pixels all lie within ``LOW / 2`` of the corner pixel's
+    colour is uniform (its range is within ``LOW``) and close enough to any
+    background near that colour not to count as a border, so the per-ring
+    test (a median and a count) only runs from the first ring that differs.
+    """
+    limit = int(MAX_PEEL * min(pixels.shape[:2]))
+    corner = pixels[0, 0].astype(np.float32)
+    to_corner = _twice_distance(planes, corner)
+    if limit == 0:  # an image too small to peel anything
+        return 0, _median(_ring(pixels, 0)), to_corner
+    far = to_corner > LOW  # more than LOW / 2 from the corner's colour
+    near_rings = min(limit, int(np.where(far, _depth(*far.shape), limit).min()))
+    colours: list[np.ndarray | None] = [None] * near_rings  # uniform; medians only computed when needed
+    while len(colours) < limit:
+        ring = _ring(pixels, len(colours)).astype(np.float32)
+        median = _median(ring)
+        dev = np.abs(ring - median)
+        if (np.maximum(np.maximum(dev[:, 0], dev[:, 1]), dev[:, 2]) <= LOW).mean() < RING_UNIFORM:
+            if not colours:
+                return 0, median, to_corner  # the outermost ring is not uniform
+            break
+        colours.append(median)
+    background = colours[-1]
+    if background is None:
+        background = _median(_ring(pixels, len(colours) - 1))
+    if np.abs(background - corner).max() <= LOW / 2:
+        # Rings near the corner's colour are within LOW of a background near it: none is a border.
+        colours = colours[near_rings:]
+        offset = near_rings
+    else:
+        offset = 0
+    # Set aside only the outer rings of another colour (a border); rings of the background's own colour
+    # stay, so that a drawing reaching into the margin counts the same with or without a shift.
+    other = [offset + k for k, c in enumerate(colours)
+             if np.abs((_median(_ring(pixels, offset + k)) if c is None else c) - background).max() > LOW]
+    return (other[-1] + 1 if other else 0), background, to_corner
+
+
 def peel_uniform_rings(pixels: np.ndarray) -> tuple[int, np.ndarray]:
     """``(inset, background)``: how many outer rings to set aside (a border), and the background colour.
 
-    A ring is uniform when at least ``RING_UNIFORM`` of its pixels are within
-    ``LOW`` of its median colour. Uniform rings are peeled from the outside
-    in (at most ``MAX_PEEL`` of the shorter side); the background is the
-    innermost one's colour, and the outer rings of another colour (a
-    coloured border added around the file) are set aside. A drawing on a
-    plain background sets nothing aside. Images whose outermost ring is not
-    uniform (full-bleed pictures, shifted copies whose fill differs from the
-    background) peel nothing, and the background is the outermost ring's
-    median.
+    ``pixels``: uint8 ``(h, w, 3)``. A ring is uniform when at least
+    ``RING_UNIFORM`` of its pixels are within ``LOW`` of its median colour.
+    Uniform rings are peeled from the outside in (at most ``MAX_PEEL`` of
+    the shorter side); the background is the innermost one's colour, and
+    the outer rings of another colour (a coloured border added around the
+    file) are set aside. A drawing on a plain background sets nothing
+    aside. Images whose outermost ring is not uniform (full-bleed pictures,
+    shifted copies whose fill differs from the background) peel nothing,
+    and the background is the outermost ring's median.
 
-    >>> a = np.full((40, 40, 3), 255.0); a[:3] = a[-3:] = a[:, :3] = a[:, -3:] = (200, 0, 0)
+    >>> a = np.full((40, 40, 3), 255, np.uint8); a[:3] = a[-3:] = a[:, :3] = a[:, -3:] = (200, 0, 0)
     >>> a[15:25, 15:25] = 0
     >>> inset, bg = peel_uniform_rings(a)
     >>> inset, bg.tolist()   # the 3-pixel red border is set aside, the white margin kept
     (3, [255.0, 255.0, 255.0])
     """
-    limit = int(MAX_PEEL * min(pixels.shape[:2]))
-    colours: list[np.ndarray] = []
-    while len(colours) < limit:
-        ring = _ring(pixels, len(colours))
-        median = np.median(ring, axis=0)
-        dev = np.abs(ring - median)
-        if (np.maximum(np.maximum(dev[:, 0], dev[:, 1]), dev[:, 2]) <= LOW).mean() < RING_UNIFORM:
-            if not colours:
-                return 0, median  # the outermost ring is not uniform
-            break
-        colours.append(median)
-    if not colours:  # an image too small to peel anything
-        return 0, np.median(_ring(pixels, 0), axis=0)
-    background = colours[-1]
-    # Set aside only the outer rings of another colour (a border); rings of the background's own colour
-    # stay, so that a drawing reaching into the margin counts the same with or without a shift.
-    other = [k for k, c in enumerate(colours) if np.abs(c - background).max() > LOW]
-    return (other[-1] + 1 if other else 0), background
+    pixels = np.asarray(pixels, dtype=np.uint8)
+    inset, background, _ = _peel(pixels, np.ascontiguousarray(np.moveaxis(pixels, 2, 0)))
+    return inset, background
 
 
 def content_frame(img: Image.Image) -> tuple[tuple[float, float, float, float] | None, tuple[int, int, int]]:
@@ -130,14 +202,14 @@ def content_frame(img: Image.Image) -> tuple[tuple[float, float, float, float] |
         small = img.resize((max(1, round(img.width / scale)), max(1, round(img.height / scale))),
                            Image.Resampling.BILINEAR)
     scale_x, scale_y = img.width / small.width, img.height / small.height
-    pixels = np.asarray(small, dtype=np.float32)
+    pixels = np.asarray(small)
     if pixels.ndim != 3 or min(pixels.shape[:2]) < 2:
         return None, (255, 255, 255)
-    inset, background = peel_uniform_rings(pixels)
+    planes = np.ascontiguousarray(np.moveaxis(pixels, 2, 0))
+    inset, background, to_corner = _peel(pixels, planes)
     fill = (int(round(background[0])), int(round(background[1])), int(round(background[2])))
-    diff = np.abs(pixels - background)
-    distance = np.maximum(np.maximum(diff[..., 0], diff[..., 1]), diff[..., 2])  # 20x faster than .max(-1)
-    weight = np.clip((distance - LOW) / (HIGH - LOW), 0.0, 1.0)
+    same = np.array_equal(background, pixels[0, 0])  # a plain margin: distances to it are already known
+    weight = _WEIGHT[to_corner if same else _twice_distance(planes, background)]
     if inset:
         inside = np.zeros_like(weight)
         inside[inset:-inset, inset:-inset] = weight[inset:-inset, inset:-inset]

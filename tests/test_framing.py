@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from silse_spark.decode import RESAMPLE, STATUS_OK, decode_avatar
-from silse_spark.framing import content_box, frame
+from silse_spark.framing import LOW, MAX_PEEL, RING_UNIFORM, content_box, frame, peel_uniform_rings
 from silse_spark.variations import border, encode, rescale, shift_h, shift_w
 
 
@@ -55,6 +55,56 @@ def test_frame_outside_the_image_is_filled_with_the_background() -> None:
     assert out.shape == (108, 108, 3)
     assert tuple(out[0, 0]) == (240, 240, 240) and tuple(out[-1, -1]) == (240, 240, 240)
     assert (out.sum(axis=-1) < 60).mean() > 0.05  # the bars are in the frame
+
+
+def _peel_ring_by_ring(pixels: np.ndarray) -> tuple[int, list[float]]:
+    """The definition of peel_uniform_rings, one ring after another (the module takes shortcuts)."""
+    def ring(k: int) -> np.ndarray:
+        inner = pixels[k : pixels.shape[0] - k, k : pixels.shape[1] - k].astype(np.float32)
+        return np.concatenate([inner[0], inner[-1], inner[:, 0], inner[:, -1]])
+
+    colours: list[np.ndarray] = []
+    while len(colours) < int(MAX_PEEL * min(pixels.shape[:2])):
+        median = np.median(ring(len(colours)), axis=0)
+        if (np.abs(ring(len(colours)) - median).max(axis=1) <= LOW).mean() < RING_UNIFORM:
+            if not colours:
+                return 0, median.tolist()
+            break
+        colours.append(median)
+    if not colours:
+        return 0, np.median(ring(0), axis=0).tolist()
+    other = [k for k, c in enumerate(colours) if np.abs(c - colours[-1]).max() > LOW]
+    return (other[-1] + 1 if other else 0), colours[-1].tolist()
+
+
+def test_ring_peeling_equals_its_ring_by_ring_definition() -> None:
+    # Margins near and far from the corner's colour, borders of the corner's colour around another
+    # background, noisy (JPEG-like) margins, half-integer medians, drawings reaching the edge, tiny images.
+    rng = np.random.default_rng(7)
+    checked = 0
+    for case in range(300):
+        side = int(rng.choice([3, 6, 17, 40, 64, 128]))
+        background = rng.integers(0, 256, 3)
+        img = np.empty((side, side, 3), np.int64)
+        img[:] = background
+        if case % 3 == 0:  # a border of another colour, or of a nearby one
+            width = int(rng.integers(1, max(2, side // 8)))
+            near = case % 2 == 0
+            colour = np.clip(background + rng.integers(-25, 26, 3), 0, 255) if near else rng.integers(0, 256, 3)
+            img[:width], img[-width:], img[:, :width], img[:, -width:] = colour, colour, colour, colour
+        if case % 4 == 1:  # noise of several amplitudes around the margins
+            img += rng.integers(-int(rng.choice([2, 15, 30, 60])), 1 + int(rng.choice([2, 15, 30, 60])),
+                                img.shape)
+        if case % 5 == 2:  # a drawing, sometimes reaching the edge
+            a, b = sorted(rng.integers(0, side, 2))
+            img[a : b + 1, int(rng.integers(0, side)) :] = rng.integers(0, 256, 3)
+        if case % 7 == 3:  # two colours alternating on the outer ring: a half-integer median
+            img[0, ::2] = background // 2
+        pixels = np.clip(img, 0, 255).astype(np.uint8)
+        inset, bg = peel_uniform_rings(pixels)
+        assert (inset, bg.tolist()) == _peel_ring_by_ring(pixels), f"case {case}"
+        checked += inset > 0
+    assert checked > 10  # borders were set aside in enough of the cases to test that part
 
 
 def test_unknown_framing_is_a_clear_error() -> None:
