@@ -26,6 +26,7 @@ setup(
         "pandas>=2.2,<3",
         "numpy>=1.26",
         "h5py>=3.10",
+        "scipy>=1.11",  # connected regions for framing moments-fill (silse_spark.framing.corner_fill)
     ],
     extras_require={
         "eval": ["imagehash>=4.3", "pdqhash>=0.2.5", "matplotlib>=3.8"],

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from silse_spark.decode import RESAMPLE, STATUS_OK, decode_avatar
-from silse_spark.framing import LOW, MAX_PEEL, RING_UNIFORM, content_box, frame, peel_uniform_rings
-from silse_spark.variations import border, encode, rescale, shift_h, shift_w
+from silse_spark.framing import LOW, MAX_PEEL, RING_UNIFORM, content_box, content_frame, frame, peel_uniform_rings
+from silse_spark.variations import FILL, border, encode, rescale, rotate, shift_h, shift_w
 
 
 def _drawing(offset: tuple[int, int] = (0, 0), size: int = 128, background: str = "white") -> Image.Image:
@@ -105,6 +105,61 @@ def test_ring_peeling_equals_its_ring_by_ring_definition() -> None:
         assert (inset, bg.tolist()) == _peel_ring_by_ring(pixels), f"case {case}"
         checked += inset > 0
     assert checked > 10  # borders were set aside in enough of the cases to test that part
+
+
+def _shifted(img: Image.Image, dx: int, dy: int, fill: tuple[int, int, int]) -> Image.Image:
+    return img.transform(img.size, Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy), fillcolor=fill)
+
+
+@pytest.mark.parametrize("fill", [FILL, (0, 0, 0), (120, 200, 90)])
+def test_fill_aware_framing_follows_shifts_on_a_coloured_background(fill: tuple[int, int, int]) -> None:
+    """A shift brings in a strip of the tool's fill colour: moments-fill sets it aside, moments counts it."""
+    original = _drawing(background="#d8c060")
+    base = content_frame(original, fill_aware=True)[0]
+    assert base == content_box(original)  # a uniform edge: both framings agree
+    assert base is not None
+    for dx, dy in ((12, 0), (0, -12), (-9, 7)):
+        copy = _shifted(original, dx, dy, fill)
+        box, background = content_frame(copy, fill_aware=True)
+        assert box is not None and background == (216, 192, 96)  # the background, not the fill
+        np.testing.assert_allclose(np.subtract(box, base), [dx, dy, dx, dy], atol=0.5)
+        plain = content_box(copy)
+        assert plain is not None and np.abs(np.subtract(plain, base) - [dx, dy, dx, dy]).max() > 3
+
+
+def test_fill_aware_framing_follows_rotations_on_a_coloured_background() -> None:
+    original = _drawing(background="#3070c0")
+    base = content_frame(original, fill_aware=True)[0]
+    assert base is not None
+    rng = np.random.default_rng(11)
+    for _ in range(6):
+        copy = rotate(original, rng)  # the seed variation: up to 10 degrees, white corners
+        box = content_frame(copy, fill_aware=True)[0]
+        assert box is not None
+        centre, side = np.array([base[0] + base[2], base[1] + base[3]]) / 2, base[2] - base[0]
+        # The centroid turns about the image centre; its distance from the centre and the side do not change.
+        assert abs(np.hypot(*(np.array([box[0] + box[2], box[1] + box[3]]) / 2 - 64))
+                   - np.hypot(*(centre - 64))) < 1.0
+        assert abs((box[2] - box[0]) / side - 1) < 0.03
+
+
+def test_fill_aware_framing_changes_nothing_on_a_uniform_edge(demo_avatar_paths: list[Path]) -> None:
+    """Real avatars (plain backgrounds) and their copies: where the outermost ring is uniform, the same frames."""
+    rng = np.random.default_rng(5)
+    same = 0
+    for path in demo_avatar_paths:
+        img = Image.open(path).convert("RGB")
+        for copy in (img, shift_w(img, rng), rotate(img, rng), rescale(img, rng)):
+            pixels = np.asarray(copy)
+            if _edge_is_uniform(pixels):
+                assert content_frame(copy, fill_aware=True) == content_frame(copy)
+                same += 1
+    assert same > len(demo_avatar_paths)  # 110 of the 276 images and copies here
+
+
+def _edge_is_uniform(pixels: np.ndarray) -> bool:
+    ring = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).astype(np.float32)
+    return bool((np.abs(ring - np.median(ring, axis=0)).max(axis=1) <= LOW).mean() >= RING_UNIFORM)
 
 
 def test_unknown_framing_is_a_clear_error() -> None:
