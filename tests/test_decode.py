@@ -16,6 +16,7 @@ from silse_spark.decode import (
     decode_avatar,
     decode_file,
 )
+from silse_spark.framing import FRAMINGS
 from silse_spark.variations import encode
 
 IMAGES = Path(__file__).resolve().parent / "data" / "hostile"
@@ -25,7 +26,7 @@ def decode(name: str, framing: str = "none"):  # noqa: ANN201
     return decode_avatar((IMAGES / name).read_bytes(), framing=framing)
 
 
-@pytest.mark.parametrize("framing", ["none", "moments"])
+@pytest.mark.parametrize("framing", FRAMINGS)
 @pytest.mark.parametrize("name, status", sorted(HOSTILE_STATUS.items()))
 def test_each_fixture_gets_its_status(name: str, status: str, framing: str) -> None:
     result = decode(name, framing)

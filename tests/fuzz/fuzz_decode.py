@@ -15,11 +15,12 @@ import atheris
 
 with atheris.instrument_imports(include=["silse_spark", "PIL"]):
     from silse_spark.decode import STATUS_OK, STATUSES, decode_avatar
+    from silse_spark.framing import FRAMINGS
 
 
 def test_one_input(data: bytes) -> None:
     statuses = set()
-    for framing in ("none", "moments"):  # the plain decoder and the content framing some models use
+    for framing in FRAMINGS:  # the plain decoder and the content framings some models use
         result = decode_avatar(data, max_pixels=4_000_000, framing=framing)
         statuses.add(result.status)
         if result.status == STATUS_OK:
