@@ -165,7 +165,7 @@ def corner_fill(pixels: np.ndarray, planes: np.ndarray) -> tuple[np.ndarray | No
     from scipy import ndimage
 
     height, width = pixels.shape[:2]
-    depth, thin_below = _depth(height, width), MAX_PEEL * min(height, width)
+    deep = _depth(height, width) >= MAX_PEEL * min(height, width)  # beyond the reach of a thin region
     corners = ((0, 0), (0, width - 1), (height - 1, 0), (height - 1, width - 1))
     seeds = corners + ((0, width // 2), (height - 1, width // 2), (height // 2, 0), (height // 2, width - 1))
     regions: list[tuple[bool, int, bool, np.ndarray, np.ndarray]] = []  # thin, ring share, at a corner, ...
@@ -174,11 +174,13 @@ def corner_fill(pixels: np.ndarray, planes: np.ndarray) -> tuple[np.ndarray | No
         if covered[y, x]:
             continue
         labels, _ = ndimage.label(_twice_distance(planes, pixels[y, x]) <= LOW)
-        ids = sorted({int(labels[sy, sx]) for sy, sx in seeds if labels[sy, sx] and not covered[sy, sx]})
-        mask = np.isin(labels, ids)
+        ids = {int(labels[sy, sx]) for sy, sx in seeds if labels[sy, sx] and not covered[sy, sx]}
+        mask = np.zeros((height, width), bool)
+        for label in ids:  # one or two regions: comparisons are faster than indexing a table by label
+            mask |= labels == label
         covered |= mask
         on_ring = _ring(mask, 0)
-        regions.append((bool(depth[mask].max() < thin_below), int(on_ring.sum()),
+        regions.append((not mask[deep].any(), int(on_ring.sum()),
                         any(mask[cy, cx] for cy, cx in corners), mask, on_ring))
     # Not thin first, then the largest share of the outermost ring.
     ground = max(regions, key=lambda r: (not r[0], r[1]))
