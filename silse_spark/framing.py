@@ -128,15 +128,13 @@ def _twice_distance(planes: np.ndarray, colour: np.ndarray) -> np.ndarray:
     result is exact.
     """
     twice = np.rint(np.asarray(colour, dtype=np.float64) * 2).astype(np.int16)
-    largest = None
+    channels = []
     for plane, value in zip(planes, twice):
         d = plane.astype(np.int16)
         d *= 2
         d -= value
-        np.abs(d, out=d)
-        largest = d if largest is None else np.maximum(largest, d, out=largest)
-    assert largest is not None
-    return largest
+        channels.append(np.abs(d, out=d))
+    return np.maximum(np.maximum(channels[0], channels[1], out=channels[0]), channels[2], out=channels[0])
 
 
 def _uniform(ring: np.ndarray, median: np.ndarray) -> bool:
