@@ -55,6 +55,7 @@ Example
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -143,6 +144,13 @@ def _uniform(ring: np.ndarray, median: np.ndarray) -> bool:
     return bool((np.maximum(np.maximum(dev[:, 0], dev[:, 1]), dev[:, 2]) <= LOW).mean() >= RING_UNIFORM)
 
 
+class _Region(NamedTuple):
+    thin: bool  # stays within MAX_PEEL of the edges
+    at_corner: bool  # reaches a corner
+    mask: np.ndarray  # (h, w) bool
+    on_ring: np.ndarray  # the mask along the outermost ring, in _ring's order
+
+
 def corner_fill(pixels: np.ndarray, planes: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     """``(fill, background)`` of an image whose outermost ring is not uniform: what a shift or rotation brought in.
 
@@ -168,7 +176,7 @@ def corner_fill(pixels: np.ndarray, planes: np.ndarray) -> tuple[np.ndarray | No
     deep = _depth(height, width) >= MAX_PEEL * min(height, width)  # beyond the reach of a thin region
     corners = ((0, 0), (0, width - 1), (height - 1, 0), (height - 1, width - 1))
     seeds = corners + ((0, width // 2), (height - 1, width // 2), (height // 2, 0), (height // 2, width - 1))
-    regions: list[tuple[bool, int, bool, np.ndarray, np.ndarray]] = []  # thin, ring share, at a corner, ...
+    regions: list[_Region] = []
     covered = np.zeros((height, width), bool)
     for y, x in seeds:
         if covered[y, x]:
@@ -180,13 +188,14 @@ def corner_fill(pixels: np.ndarray, planes: np.ndarray) -> tuple[np.ndarray | No
             mask |= labels == label
         covered |= mask
         on_ring = _ring(mask, 0)
-        regions.append((not mask[deep].any(), int(on_ring.sum()),
-                        any(mask[cy, cx] for cy, cx in corners), mask, on_ring))
+        regions.append(_Region(thin=not mask[deep].any(), at_corner=any(mask[cy, cx] for cy, cx in corners),
+                               mask=mask, on_ring=on_ring))
     # Not thin first, then the largest share of the outermost ring.
-    ground = max(regions, key=lambda r: (not r[0], r[1]))
-    background = _median(_ring(pixels, 0)[ground[4]])
-    fill = [r[3] for r in regions if r[0] and r[2] and r is not ground
-            and np.abs(_median(_ring(pixels, 0)[r[4]]) - background).max() > LOW]
+    ground = max(regions, key=lambda r: (not r.thin, int(r.on_ring.sum())))
+    outer = _ring(pixels, 0)
+    background = _median(outer[ground.on_ring])
+    fill = [r.mask for r in regions if r.thin and r.at_corner and r is not ground
+            and np.abs(_median(outer[r.on_ring]) - background).max() > LOW]
     return (np.logical_or.reduce(fill) if fill else None), background
 
 
