@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: test-cluster venv run demo hash clusters test lint data train eval bench bench-clusters bench-driver profile package clean
+.PHONY: test-cluster venv run demo hash clusters test lint data train eval eval-photos bench bench-clusters bench-driver profile package clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,12 @@ train: venv
 
 eval: venv
 	$(PY) -m silse_spark.evaluation --output docs
+
+eval-photos: venv
+	# Full-bleed pictures: crops of Debian wallpapers (apt-get installs two packages if missing), no demo avatars.
+	$(PY) scripts/build_photo_sources.py --output $(WORK)/photo-sources --install
+	$(PY) -m silse_spark.evaluation --output docs/photos --work $(WORK)/eval-photos --no-demo \
+		--sources $(WORK)/photo-sources
 
 bench: venv
 	$(PY) -m silse_spark.bench --output docs

@@ -17,9 +17,9 @@ Steps, in order:
    transparency composited on white.
 5. Resized to 108x108 with Pillow's antialiased ``BILINEAR`` filter (the
    aspect ratio is not kept: avatars are near-square, and squashing keeps
-   every pixel of content). With ``framing="moments"`` or ``"moments-fill"``
-   (models registered with it), the image is first cropped to a square
-   around its drawing (:mod:`silse_spark.framing`). Large JPEGs are first reduced by the decoder
+   every pixel of content). With a content framing (``moments``,
+   ``moments-fill``, ``moments-bleed``; models registered with it), the image
+   is first cropped to a square around its drawing (:mod:`silse_spark.framing`). Large JPEGs are first reduced by the decoder
    (``draft``) to no less than twice the target size, which is faster and
    gives the same image up to rounding.
 
@@ -159,8 +159,8 @@ def decode_avatar(
     allowed_formats
         Pillow format names to decode; others get ``unsupported_format``.
     framing
-        One of :data:`silse_spark.framing.FRAMINGS` (``none``, ``moments``, ``moments-fill``): the model
-        version's preprocessing.
+        One of :data:`silse_spark.framing.FRAMINGS` (``none``, ``moments``, ``moments-fill``,
+        ``moments-bleed``): the model version's preprocessing.
         An unknown value is a programming error and raises ``ValueError``.
     """
     check_framing(framing)  # a programming error: raised here, not turned into a decode_error below

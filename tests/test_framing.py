@@ -162,6 +162,61 @@ def _edge_is_uniform(pixels: np.ndarray) -> bool:
     return bool((np.abs(ring - np.median(ring, axis=0)).max(axis=1) <= LOW).mean() >= RING_UNIFORM)
 
 
+def _photo(seed: int, size: int = 128) -> Image.Image:
+    """A full-bleed picture: a smooth random colour field with fine noise, no flat area and no background."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), "RGB")
+    field = np.asarray(coarse.resize((size, size), Image.Resampling.BICUBIC), np.float32)
+    return Image.fromarray(np.clip(field + rng.normal(0, 8, field.shape), 0, 255).astype(np.uint8), "RGB")
+
+
+@pytest.mark.parametrize("fill", [FILL, (0, 0, 0)])
+def test_full_bleed_pictures_are_framed_whole_and_follow_shifts(fill: tuple[int, int, int]) -> None:
+    """moments-bleed: the whole picture, moved by the strip of fill a shift brought in."""
+    for seed in (1, 2, 3):
+        original = _photo(seed)
+        assert content_frame(original, bleed=True)[0] is None  # the whole picture
+        assert content_frame(original, fill_aware=True)[0] is not None  # moments-fill crops it
+        for dx, dy in ((12, 0), (0, -10), (-9, 7)):
+            box = content_frame(_shifted(original, dx, dy, fill), bleed=True)[0]
+            assert box == (dx, dy, 128 + dx, 128 + dy), (seed, dx, dy)
+        rng = np.random.default_rng(seed)
+        assert content_frame(rotate(original, rng), bleed=True)[0] is None  # turned about the centre: whole
+
+
+def test_full_bleed_framing_realigns_shifted_copies() -> None:
+    """The framed pixels of a shifted copy match the original's where both have content, unlike moments-fill's."""
+    original = _photo(4)
+    copy = _shifted(original, 11, -8, FILL)
+    errors = {}
+    for framing in ("moments-fill", "moments-bleed"):
+        a = np.asarray(frame(original, 108, RESAMPLE, framing), np.float32)
+        b = np.asarray(frame(copy, 108, RESAMPLE, framing), np.float32)
+        errors[framing] = float(np.median(np.abs(a - b)))
+    assert errors["moments-bleed"] < 2 < errors["moments-fill"], errors
+
+
+def test_bleed_framing_keeps_the_drawing_frame_on_plain_backgrounds(demo_avatar_paths: list[Path]) -> None:
+    """Drawings on a plain background, reaching the edges or not, and their shifted or turned copies:
+    moments-bleed frames them as moments-fill does (for almost all; the rest are pictures without a background)."""
+    rng = np.random.default_rng(5)
+    same = total = 0
+    for path in demo_avatar_paths:
+        img = Image.open(path).convert("RGB")
+        for copy in (img, shift_w(img, rng), rotate(img, rng), shift_h(img, rng)):
+            total += 1
+            same += content_frame(copy, bleed=True) == content_frame(copy, fill_aware=True)
+    assert same >= 0.9 * total, (same, total)  # 328 of 276 + 69 here
+    edge = _drawing(background="#d8c060")
+    ImageDraw.Draw(edge).rectangle((0, 90, 127, 127), fill=(20, 60, 160))  # a body reaching three edges
+    card = Image.new("RGB", (128, 128), "white")  # a playing card: outlined to the edge, one flat colour inside
+    draw = ImageDraw.Draw(card)
+    draw.rounded_rectangle((0, 0, 127, 127), radius=12, fill=(250, 245, 220), outline=(40, 40, 40), width=2)
+    draw.ellipse((40, 35, 85, 90), fill=(200, 30, 30))
+    for copy in (edge, _shifted(edge, 10, 0, FILL), rotate(edge, rng), card, _shifted(card, -9, 6, FILL)):
+        assert content_frame(copy, bleed=True) == content_frame(copy, fill_aware=True)
+
+
 def test_unknown_framing_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown framing 'centre'"):
         frame(_drawing(), 108, RESAMPLE, "centre")
