@@ -181,7 +181,7 @@ def _uniform(ring: np.ndarray, median: np.ndarray) -> bool:
 class _Region(NamedTuple):
     thin: bool  # stays within MAX_PEEL of the edges
     at_corner: bool  # reaches a corner
-    flat: bool  # thin, at a corner and at least FLAT_SHARE of it within FLAT_LEVELS of its seed's colour
+    flat: bool  # thin, at a corner, not a margin, at least FLAT_SHARE of it within FLAT_LEVELS of its seed's colour
     mask: np.ndarray  # (h, w) bool
     on_ring: np.ndarray  # the mask along the outermost ring, in _ring's order
 
@@ -224,7 +224,11 @@ def _edge_regions(pixels: np.ndarray, planes: np.ndarray) -> _Edge:
             mask |= labels == label
         covered |= mask
         thin, at_corner = not mask[deep].any(), any(mask[cy, cx] for cy, cx in corners)
-        flat = thin and at_corner and float((to_seed[mask] <= 2 * FLAT_LEVELS).mean()) >= FLAT_SHARE
+        # A tool's fill: a shift's strip reaches two or three corners, a rotation's triangles one each; one
+        # connected flat area around all four corners is a margin, not fill.
+        margin = any(all(labels[cy, cx] == label for cy, cx in corners) for label in ids)
+        flat = (thin and at_corner and not margin
+                and float((to_seed[mask] <= 2 * FLAT_LEVELS).mean()) >= FLAT_SHARE)
         regions.append(_Region(thin=thin, at_corner=at_corner, flat=flat, mask=mask, on_ring=_ring(mask, 0)))
     # Not thin first, then the largest share of the outermost ring.
     ground = max(regions, key=lambda r: (not r.thin, int(r.on_ring.sum())))
@@ -245,10 +249,15 @@ def corner_fill(pixels: np.ndarray, planes: np.ndarray) -> tuple[np.ndarray | No
     (210, [30.0, 90.0, 200.0])
     """
     edge = _edge_regions(pixels, planes)
+    return _fill_of(edge, pixels), edge.background
+
+
+def _fill_of(edge: _Edge, pixels: np.ndarray) -> np.ndarray | None:
+    """:func:`corner_fill`'s fill from the regions :func:`_edge_regions` found."""
     outer = _ring(pixels, 0)
     fill = [r.mask for r in edge.regions if r.thin and r.at_corner and r is not edge.ground
             and np.abs(_median(outer[r.on_ring]) - edge.background).max() > LOW]
-    return (np.logical_or.reduce(fill) if fill else None), edge.background
+    return np.logical_or.reduce(fill) if fill else None
 
 
 def _full_bleed(edge: _Edge, pixels: np.ndarray, planes: np.ndarray, to_background: np.ndarray
@@ -373,14 +382,15 @@ def content_frame(img: Image.Image, fill_aware: bool = False, bleed: bool = Fals
         return None, (255, 255, 255)
     planes = np.ascontiguousarray(np.moveaxis(pixels, 2, 0))
     inset, background, to_corner, uniform_edge = _peel(pixels, planes)
-    outside = None
+    outside = edge = None
     if (fill_aware or bleed) and not uniform_edge:
-        outside, background = corner_fill(pixels, planes)
+        edge = _edge_regions(pixels, planes)
+        outside, background = _fill_of(edge, pixels), edge.background
     fill = (int(round(background[0])), int(round(background[1])), int(round(background[2])))
     same = np.array_equal(background, pixels[0, 0])  # a plain margin: distances to it are already known
     to_background = to_corner if same else _twice_distance(planes, background)
-    if bleed and not uniform_edge:
-        full_bleed, tool_fill = _full_bleed(_edge_regions(pixels, planes), pixels, planes, to_background)
+    if bleed and edge is not None:
+        full_bleed, tool_fill = _full_bleed(edge, pixels, planes, to_background)
         if full_bleed:
             return _bleed_box(tool_fill, img.width, img.height, scale_x, scale_y), fill
     weight = _WEIGHT[to_background]
