@@ -110,7 +110,7 @@ ring (the tool's fill aside) ..."""
 BLEED_FLAT = 0.2
 """... and fewer than this share of its pixels (the fill aside) are within ``FLAT_LEVELS`` of the background colour."""
 
-BLEED_DOMINANT = 0.4
+BLEED_DOMINANT = 0.25
 """... and fewer than this share are within ``FLAT_LEVELS`` of the most common colour (a card's body)."""
 
 FLAT_LEVELS = 3

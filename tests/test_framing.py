@@ -209,6 +209,12 @@ def test_bleed_framing_keeps_the_drawing_frame_on_plain_backgrounds(demo_avatar_
     assert same >= 0.9 * total, (same, total)  # 328 of 276 + 69 here
     edge = _drawing(background="#d8c060")
     ImageDraw.Draw(edge).rectangle((0, 90, 127, 127), fill=(20, 60, 160))  # a body reaching three edges
+    cards = [p for p in demo_avatar_paths if p.stem.startswith(("bordered_", "simple_", "ornamental_"))]
+    assert len(cards) >= 5
+    for path in cards:  # playing cards on white: a margin around a shaded card reaching the edges
+        img = Image.open(path).convert("RGB")
+        for copy in (img, shift_w(img, rng), shift_h(img, rng), rotate(img, rng), shift_h(img, rng)):
+            assert content_frame(copy, bleed=True) == content_frame(copy, fill_aware=True), path.name
     card = Image.new("RGB", (128, 128), "white")  # a playing card: outlined to the edge, one flat colour inside
     draw = ImageDraw.Draw(card)
     draw.rounded_rectangle((0, 0, 127, 127), radius=12, fill=(250, 245, 220), outline=(40, 40, 40), width=2)
