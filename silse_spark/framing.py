@@ -36,12 +36,13 @@ moved by the strips of one-colour fill a shift brought in
 (:func:`_bleed_box`); a rotation about the centre keeps the whole frame in
 place. With silse-v1f's weights (seed families, exact code, moments-fill ->
 moments-bleed): 456 photographs cropped from Debian wallpapers and
-scikit-image's samples 0.188 -> 0.388 (silse-v1 without framing: 0.378),
-538 validation drawings put on noisy gradients 0.124 -> 0.337, 220
-validation drawings on plain non-white backgrounds 0.413 -> 0.413, all
+scikit-image's samples 0.188 -> 0.387 (silse-v1 without framing: 0.378),
+538 validation drawings put on noisy gradients 0.124 -> 0.304, 220
+validation drawings on plain non-white backgrounds 0.413 -> 0.409, all
 1,408 validation images 0.469 -> 0.468, the 69 demo avatars 0.449 -> 0.449
-(``work/photos``, 2026-11-30; the thresholds were chosen on these sets, see
-the model card). Elsewhere it gives ``moments-fill``'s frame.
+(``work/photos``, 2026-11-30; the thresholds were chosen on these sets;
+``make eval-photos``, other crops of the same wallpapers through the Spark
+job: 0.142 -> 0.376; see the model card). Elsewhere it gives ``moments-fill``'s frame.
 
 Images with almost no content (fewer than ``MIN_CONTENT`` of the pixels) are
 not framed: the whole image is used. Parts of the frame outside the image are
