@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: test-cluster venv run demo hash clusters test lint data train eval eval-photos bench bench-clusters bench-driver profile package clean
+.PHONY: test-cluster venv run demo hash clusters test lint data train eval eval-photos bench bench-clusters cluster-settings bench-driver profile package clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -86,6 +86,10 @@ bench: venv
 
 bench-clusters: venv
 	$(PY) jobs/bench_clusters.py --output docs
+
+cluster-settings: venv
+	# The cluster job's settings on the demo (make run) and the evaluation suites (make eval, make eval-photos).
+	$(SPARK_SUBMIT) scripts/cluster_settings.py --output docs
 
 profile: venv
 	# py-spy samples of the hash job's Python workers on 4,000 distinct images (docs/profile.md).

@@ -34,6 +34,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from silse_spark.clusters import DEFAULT_RADIUS_LINKS, RADIUS_LINKS
+
 REPO = Path(__file__).resolve().parents[1]
 RUN_DATE = "2026-01-01"
 KINDS = ("exact", "prefix", "radius1", "radius2")
@@ -169,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--campaigns", type=int, default=2000)
     parser.add_argument("--radius", type=int, default=2)
     parser.add_argument("--prefix-length", type=int, default=8)
+    parser.add_argument("--radius-links", choices=RADIUS_LINKS, default=DEFAULT_RADIUS_LINKS)
     parser.add_argument("--driver-memory", default="8g")
     parser.add_argument("--shuffle-partitions", type=int, default=64)
     parser.add_argument("--seed", type=int, default=20261125)
@@ -193,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "--conf", f"spark.local.dir={(work / 'tmp').resolve()}",
         str(REPO / "jobs" / "detect_clusters.py"), "--hashes", str(work / "hashes"), "--output", str(work / "output"),
         "--radius", str(args.radius), "--prefix-length", str(args.prefix_length), "--no-register",
+        "--radius-links", args.radius_links,
     ]
     log.info("running %s", " ".join(command))
     started = time.monotonic()
@@ -205,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     clusters = pd.read_parquet(work / "output" / "clusters", columns=["cluster_id", "account_id"])
     result = {
         "accounts": args.accounts, "radius": args.radius, "prefix_length": args.prefix_length,
+        "radius_links": args.radius_links,
         "cores": 2, "driver_memory": args.driver_memory, "shuffle_partitions": args.shuffle_partitions,
         "wall_seconds": round(wall, 1), **shuffle_bytes(events), **score(clusters, planted),
         "job_report": done.stdout,

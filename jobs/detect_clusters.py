@@ -3,7 +3,8 @@
 Usage::
 
     spark-submit jobs/detect_clusters.py --hashes DIR --output DIR [--run-date YYYY-MM-DD]
-        [--prefix-length K] [--radius R] [--min-accounts N] [--allowlist FILE]
+        [--prefix-length K] [--radius R]
+        [--radius-links densest|all] [--min-accounts N] [--allowlist FILE]
         [--low-info-bits B] [--database NAME | --no-register]
 
 Reads one run_date of jobs/hash_all.py's output (the latest unless --run-date),
@@ -27,6 +28,8 @@ from silse_spark.clusters import (
     DEFAULT_MIN_ACCOUNTS,
     DEFAULT_PREFIX_LENGTH,
     DEFAULT_RADIUS,
+    DEFAULT_RADIUS_LINKS,
+    RADIUS_LINKS,
     ClusterJobConfig,
     read_allowlist,
     run_cluster_job,
@@ -48,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="hex characters shared for a prefix link, 0 = off (default: %(default)s)")
     parser.add_argument("--radius", type=int, default=DEFAULT_RADIUS, metavar="R",
                         help="largest Hamming distance for a radius link, 0..2, 0 = off (default: %(default)s)")
+    parser.add_argument("--radius-links", choices=RADIUS_LINKS, default=DEFAULT_RADIUS_LINKS,
+                        help="densest: each code links to its densest neighbour within the radius if denser (a forest); "
+                        "all: every pair within the radius (single linkage) (default: %(default)s)")
     parser.add_argument("--min-accounts", type=int, default=DEFAULT_MIN_ACCOUNTS, metavar="N",
                         help="smallest cluster kept (default: %(default)s)")
     parser.add_argument("--allowlist", default=None, metavar="FILE",
@@ -65,7 +71,7 @@ def config_from_args(args: argparse.Namespace) -> ClusterJobConfig:
     allowlist = read_allowlist(args.allowlist) if args.allowlist else frozenset()
     return ClusterJobConfig(
         hashes=args.hashes, output=args.output, run_date=args.run_date, prefix_length=args.prefix_length,
-        radius=args.radius, min_accounts=args.min_accounts, allowlist=allowlist,
+        radius=args.radius, radius_links=args.radius_links, min_accounts=args.min_accounts, allowlist=allowlist,
         low_info_bits=args.low_info_bits, database=None if args.no_register else args.database,
     )
 

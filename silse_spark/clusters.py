@@ -12,7 +12,12 @@ recorded on the output rows:
     distinct codes within Hamming distance ``radius`` (<= 2), found without
     comparing all pairs: every distinct code is expanded to its 48 one-bit
     neighbours, the expansions are equi-joined on the neighbour value and each
-    candidate pair is verified with ``bit_count(a ^ b)``.
+    candidate pair is verified with ``bit_count(a ^ b)``. By default
+    (``radius_links="all"``) every pair is a link (single linkage). With
+    ``radius_links="densest"`` each code keeps one of its pairs: the edge to its
+    *densest* neighbour (most accounts, then most accounts within the radius,
+    then the smaller code), and only if that neighbour ranks above the code
+    itself, see :func:`densest_neighbour_edges`.
 
 Clustering works on a graph whose nodes are *distinct codes* (all accounts of a
 code are already linked by ``exact``), so the graph is as small as the number of
@@ -64,6 +69,9 @@ DEFAULT_RADIUS = 1
 DEFAULT_MIN_ACCOUNTS = 3
 DEFAULT_LOW_INFO_BITS = 4
 DEFAULT_MAX_ITERATIONS = 60
+RADIUS_LINKS = ("densest", "all")
+"""How pairs within the radius become edges: see :func:`densest_neighbour_edges`."""
+DEFAULT_RADIUS_LINKS = "all"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -83,6 +91,10 @@ class ClusterJobConfig:
         links off. 1..11.
     radius
         Largest Hamming distance for a ``radius`` link; 0 turns it off. 0..2.
+    radius_links
+        ``"densest"``: each code links to its densest neighbour within the
+        radius, if it is denser (a forest; no chains through sparse codes).
+        ``"all"``: every pair within the radius is a link.
     min_accounts
         Smallest cluster kept (>= 2).
     allowlist
@@ -108,6 +120,7 @@ class ClusterJobConfig:
     run_date: str | None = None
     prefix_length: int = DEFAULT_PREFIX_LENGTH
     radius: int = DEFAULT_RADIUS
+    radius_links: str = DEFAULT_RADIUS_LINKS
     min_accounts: int = DEFAULT_MIN_ACCOUNTS
     allowlist: frozenset[str] = field(default_factory=frozenset)
     low_info_bits: int = DEFAULT_LOW_INFO_BITS
@@ -130,6 +143,10 @@ class ClusterJobConfig:
             raise ConfigError(
                 f"--radius {self.radius} is out of range: expected 0, 1 or 2 (0 turns radius links off); "
                 "larger radii need an O(48^R) expansion per code and link unrelated images"
+            )
+        if self.radius_links not in RADIUS_LINKS:
+            raise ConfigError(
+                f"--radius-links {self.radius_links!r} is not known: expected one of {', '.join(RADIUS_LINKS)}"
             )
         if self.min_accounts < 2:
             raise ConfigError(f"--min-accounts {self.min_accounts} is too small: a cluster needs at least 2 accounts")
@@ -322,6 +339,65 @@ def radius_pairs(codes: DataFrame, radius: int) -> DataFrame:
         pairs.distinct()
         .withColumn("distance", distance.cast("int"))
         .where(F.col("distance") <= radius)
+    )
+
+
+def densest_neighbour_edges(pairs: DataFrame, codes: DataFrame) -> DataFrame:
+    """Keep, for every code, only the pair to its densest neighbour, if that neighbour ranks above it.
+
+    ``pairs`` are :func:`radius_pairs` rows (``a``, ``b``, ``distance``);
+    ``codes`` has ``bits`` and ``accounts`` (the number of accounts with the
+    code). Codes are ranked by their accounts, then by the accounts within the
+    radius (their own and all their neighbours'), then by the *smaller* code: a
+    strict total order. Each code points to the highest-ranked code within the
+    radius when that code ranks above it; a local maximum points nowhere. The
+    kept edges form a forest (every edge goes up the ranking, so no cycle),
+    like quick shift's mode seeking (Vedaldi and Soatto, 2008): a campaign's
+    scattered variants climb to the code most of its accounts share (or, when
+    every account has its own code, to the code at the centre of the others),
+    while two crowded codes of different images are no longer joined through a
+    chain of single-account codes that each lie within the radius of the
+    next, which is what single linkage (``"all"``) does in dense regions of
+    code space. Two aggregations over the pairs; linear in the pairs.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``a``, ``b`` (``a < b``) and ``distance``: at most one edge per code.
+
+    Examples
+    --------
+    >>> # codes 0, 1, 3 with 1 account each; pairs (0, 1), (1, 3): 1 has 3 accounts within the radius,
+    >>> # 0 and 3 have 2, so 0 -> 1 and 3 -> 1: edges (0, 1), (1, 3)
+    """
+    F = _F()
+    both = pairs.select(F.col("a").alias("src"), F.col("b").alias("dst"), "distance").unionByName(
+        pairs.select(F.col("b").alias("src"), F.col("a").alias("dst"), "distance")
+    )
+    weight = codes.select(F.col("bits").alias("dst"), F.col("accounts").alias("dst_accounts"))
+    with_weight = both.join(weight, "dst")
+    nearby = with_weight.groupBy("src").agg(F.sum("dst_accounts").alias("near"))
+    rank = (
+        codes.join(nearby.withColumnRenamed("src", "bits"), "bits", "left")
+        .select(
+            "bits",
+            F.struct(
+                F.col("accounts"),
+                (F.col("accounts") + F.coalesce(F.col("near"), F.lit(0))).alias("near"),
+                (-F.col("bits")).alias("neg"),
+            ).alias("rank"),
+        )
+    )
+    ranked = (
+        both.join(rank.select(F.col("bits").alias("src"), F.col("rank").alias("src_rank")), "src")
+        .join(rank.select(F.col("bits").alias("dst"), F.col("rank").alias("dst_rank")), "dst")
+        .where(F.col("dst_rank") > F.col("src_rank"))
+    )
+    best = F.max(F.struct(F.col("dst_rank"), F.col("dst"), F.col("distance"))).alias("best")
+    return (
+        ranked.groupBy("src")
+        .agg(best)
+        .select(F.least("src", "best.dst").alias("a"), F.greatest("src", "best.dst").alias("b"), "best.distance")
     )
 
 
@@ -533,7 +609,9 @@ class Links:
     prefix: DataFrame
     """``hi``, ``lo`` star edges within prefix groups."""
     radius: DataFrame
-    """``a``, ``b``, ``distance`` pairs of codes within the radius."""
+    """``a``, ``b``, ``distance``: the radius edges kept (all pairs, or each code's densest neighbour)."""
+    radius_pairs: DataFrame
+    """``a``, ``b``, ``distance``: every pair of linkable codes within the radius."""
 
 
 def build_links(accounts: DataFrame, config: ClusterJobConfig) -> Links:
@@ -552,12 +630,12 @@ def build_links(accounts: DataFrame, config: ClusterJobConfig) -> Links:
     linkable = codes.where(~F.col("low_info")).select("bits")
     empty_edges = spark.createDataFrame([], "hi long, lo long")
     prefix = _persist(prefix_edges(linkable, config.prefix_length)) if config.prefix_length else empty_edges
-    radius = (
-        _persist(radius_pairs(linkable, config.radius))
-        if config.radius
-        else spark.createDataFrame([], "a long, b long, distance int")
-    )
-    return Links(codes, prefix, radius)
+    if config.radius:
+        pairs = _persist(radius_pairs(linkable, config.radius))
+        radius = _persist(densest_neighbour_edges(pairs, codes)) if config.radius_links == "densest" else pairs
+    else:
+        pairs = radius = spark.createDataFrame([], "a long, b long, distance int")
+    return Links(codes, prefix, radius, pairs)
 
 
 def cluster_accounts(accounts: DataFrame, links: Links, config: ClusterJobConfig) -> DataFrame:
@@ -700,6 +778,8 @@ class ClusterJobSummary:
     exact_codes: int = 0
     prefix_links: int = 0
     radius_links: dict[int, int] = field(default_factory=dict)
+    radius_pairs: int = 0
+    radius_rule: str = DEFAULT_RADIUS_LINKS
     clusters: int = 0
     clustered_accounts: int = 0
     inherited_ids: int = 0
@@ -719,7 +799,8 @@ class ClusterJobSummary:
             f"exact                {self.exact_codes} codes shared by 2+ accounts",
             f"prefix links         {self.prefix_links} (star edges within prefix groups)",
             "radius links         "
-            + (", ".join(f"{n} at distance {d}" for d, n in sorted(self.radius_links.items())) or "0"),
+            + (", ".join(f"{n} at distance {d}" for d, n in sorted(self.radius_links.items())) or "0")
+            + (f" (each code's densest neighbour, of {self.radius_pairs} pairs)" if self.radius_rule == "densest" else ""),
             f"clusters             {self.clusters} ({self.clustered_accounts} accounts; "
             f"{self.inherited_ids} ids kept from {self.previous_run_date or 'no previous run'})",
             f"wall time            {self.seconds:.1f} s",
@@ -779,6 +860,7 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
     summary.low_info_codes, summary.exact_codes = int(code_counts[1] or 0), int(code_counts[2] or 0)
     summary.prefix_links = links.prefix.count()
     summary.radius_links = {row["distance"]: row["count"] for row in links.radius.groupBy("distance").count().collect()}
+    summary.radius_pairs, summary.radius_rule = links.radius_pairs.count(), config.radius_links
     log.info("links: prefix %d, radius %s", summary.prefix_links, summary.radius_links)
 
     clustered = cluster_accounts(accounts, links, config)

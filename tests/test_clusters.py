@@ -15,6 +15,7 @@ from pyspark.testing import assertDataFrameEqual
 from silse_spark.clusters import (
     ClusterJobConfig,
     connected_components,
+    densest_neighbour_edges,
     is_low_information,
     method_label,
     prefix_bits,
@@ -97,6 +98,7 @@ def test_low_information_prefix_and_method_label() -> None:
         ({"allowlist": frozenset({"XYZ"})}, "allowlist"),
         ({"database": "silse; drop"}, "plain SQL name"),
         ({"hashes": ""}, "--hashes"),
+        ({"radius_links": "nearest"}, "--radius-links 'nearest' is not known"),
     ],
 )
 def test_bad_configuration_says_what_to_fix(kwargs: dict[str, object], message: str) -> None:
@@ -138,6 +140,43 @@ def test_radius_join_equals_brute_force(spark) -> None:  # type: ignore[no-untyp
         got = {(r.a, r.b, r.distance) for r in radius_pairs(frame, radius).collect()}
         assert got == expected
         assert len(expected) > 300  # many true pairs, not a vacuous match
+
+
+def densest_reference(codes: dict[int, int], pairs: set[tuple[int, int, int]]) -> set[tuple[int, int, int]]:
+    """Each code's edge to its highest-ranked neighbour above it; rank = (accounts, accounts nearby, -code)."""
+    neighbours: dict[int, list[tuple[int, int]]] = {c: [] for c in codes}
+    for a, b, d in pairs:
+        neighbours[a].append((b, d))
+        neighbours[b].append((a, d))
+    rank = {c: (n, n + sum(codes[o] for o, _ in neighbours[c]), -c) for c, n in codes.items()}
+    edges = set()
+    for code, near in neighbours.items():
+        above = [(rank[o], o, d) for o, d in near if rank[o] > rank[code]]
+        if above:
+            _, best, d = max(above)
+            edges.add((min(code, best), max(code, best), d))
+    return edges
+
+
+def test_densest_neighbour_edges_equal_reference(spark) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(23)
+    centres = rng.integers(0, 1 << 48, 300, dtype=np.int64)
+    codes: dict[int, int] = {}
+    for centre in centres:  # a centre with 1..6 accounts and 0..8 variants 1 or 2 bits away, 1..3 accounts each
+        codes[int(centre)] = int(rng.integers(1, 7))
+        for _ in range(int(rng.integers(0, 9))):
+            variant = int(centre)
+            for p in rng.choice(48, int(rng.integers(1, 3)), replace=False):
+                variant ^= 1 << int(p)
+            codes[variant] = int(rng.integers(1, 4))
+    frame = spark.createDataFrame(list(codes.items()), "bits long, accounts long")
+    for radius in (1, 2):
+        pairs_frame = radius_pairs(frame, radius)
+        pairs = {(r.a, r.b, r.distance) for r in pairs_frame.collect()}
+        got = {(r.a, r.b, r.distance) for r in densest_neighbour_edges(pairs_frame, frame).collect()}
+        expected = densest_reference(codes, pairs)
+        assert got == expected
+        assert len(pairs) > len(got) > 200  # a real choice was made, many times
 
 
 def union_find(edges: list[tuple[int, int]]) -> dict[int, int]:
@@ -240,6 +279,38 @@ def test_mixed_methods_in_one_cluster(spark, tmp_path: Path) -> None:  # type: i
     # m_2 is 1 bit from the base and shares its first 8 hex; m_3 differs in the second hex character and is
     # 3 bits from the base, so it is not linked.
     assert got == {"m_0": ("exact+prefix+radius", 3), "m_1": ("exact+prefix+radius", 3), "m_2": ("prefix+radius", 3)}
+
+
+DENSE = "6b6b6b6b6b60"
+STAR = "c5c5c5c5c5c5"
+
+
+@pytest.mark.parametrize("radius_links", ["all", "densest"])
+def test_densest_links_stop_chains_and_keep_stars(spark, tmp_path: Path, radius_links: str) -> None:  # type: ignore[no-untyped-def]
+    # Two codes 2 bits apart, 4 accounts each, and one account on the code between them: single linkage
+    # chains all three; densest links the middle code to one of them only (same accounts, same accounts
+    # nearby: the smaller code). A star: a one-account centre and four one-account copies 1 bit away, two
+    # of them below the centre's code; every copy's densest neighbour is the centre (5 accounts nearby).
+    other, middle = flip(DENSE, 0, 1), flip(DENSE, 0)
+    rows = [(f"a{i}", DENSE) for i in range(4)] + [(f"b{i}", other) for i in range(4)] + [("m", middle)]
+    star = [flip(STAR, 47), flip(STAR, 46), flip(STAR, 1), flip(STAR, 3)]
+    rows += [("s_centre", STAR)] + [(f"s{i}", c) for i, c in enumerate(star)]
+    assert sum(int(c, 16) < int(STAR, 16) for c in star) == 2
+    hashes = write_hashes(tmp_path / "hashes", "2026-01-01", rows)
+    config = ClusterJobConfig(hashes, str(tmp_path / "out"), radius=1, prefix_length=0, radius_links=radius_links,
+                              database=None)
+    summary = run_cluster_job(spark, config)
+    got: dict[str, set[str]] = {}
+    for r in spark.read.parquet(config.clusters_path).collect():
+        got.setdefault(r.cluster_id, set()).add(r.account_id)
+    star_accounts = {"s_centre", "s0", "s1", "s2", "s3"}
+    a_side, b_side = {f"a{i}" for i in range(4)}, {f"b{i}" for i in range(4)}
+    if radius_links == "all":
+        assert set(map(frozenset, got.values())) == {frozenset(star_accounts), frozenset(a_side | b_side | {"m"})}
+        assert summary.radius_links == {1: 6} and summary.radius_pairs == 6
+    else:
+        assert set(map(frozenset, got.values())) == {frozenset(b_side), frozenset(a_side | {"m"}), frozenset(star_accounts)}
+        assert summary.radius_links == {1: 5} and summary.radius_pairs == 6
 
 
 # ---------------------------------------------------------------------------
