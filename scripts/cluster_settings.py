@@ -68,8 +68,12 @@ class Setting:
         return f"R {self.radius}, K {self.prefix_length or 'off'}, {self.radius_links}" + (" (default)" if default else "")
 
 
-def run_job(spark, hashes: Path, setting: Setting, scratch: Path) -> pd.DataFrame:  # type: ignore[no-untyped-def]
-    """The job's clusters (``account_id``, ``cluster_id``) for one setting."""
+TRIAGE_SETTINGS = (Setting(1, 10, "all"), Setting(1, 10, "densest"))
+"""Settings whose clusters are also broken down by the summary's triage columns."""
+
+
+def run_job(spark, hashes: Path, setting: Setting, scratch: Path) -> tuple[pd.DataFrame, pd.DataFrame]:  # type: ignore[no-untyped-def]
+    """The job's clusters (``account_id``, ``cluster_id``) and cluster_summary for one setting."""
     from silse_spark.clusters import run_cluster_job
 
     out = scratch / f"r{setting.radius}-k{setting.prefix_length}-{setting.radius_links}-{abs(hash(str(hashes)))}"
@@ -78,8 +82,37 @@ def run_job(spark, hashes: Path, setting: Setting, scratch: Path) -> pd.DataFram
     run_cluster_job(spark, config)
     clusters = Path(config.clusters_path)
     if not clusters.exists():
-        return pd.DataFrame({"account_id": [], "cluster_id": []})
-    return pd.read_parquet(clusters, columns=["account_id", "cluster_id"])
+        return pd.DataFrame({"account_id": [], "cluster_id": []}), pd.DataFrame(
+            {"cluster_id": [], "representative_share": [], "spread": []}
+        )
+    return (
+        pd.read_parquet(clusters, columns=["account_id", "cluster_id"]),
+        pd.read_parquet(config.summary_path, columns=["cluster_id", "representative_share", "spread"]),
+    )
+
+
+SPREAD_BINS = [(0, 1), (2, 3), (4, 5), (6, 48)]
+SHARE_BINS = [(0.0, 0.4), (0.4, 0.6), (0.6, 1.0)]
+
+
+def triage_rows(clusters: pd.DataFrame, summary: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, object]:
+    """Clusters by ``spread`` and ``representative_share``: how many, and the share that are pure
+    (at least 90% of their accounts from one source)."""
+    source = dict(zip(manifest["item_id"], manifest["source_id"], strict=True))
+    joined = clusters.assign(source=clusters["account_id"].map(source))
+    purity = joined.groupby("cluster_id")["source"].agg(lambda s: s.value_counts().iloc[0] / len(s))
+    table = summary.set_index("cluster_id").join(purity.rename("purity"))
+    table["pure"] = table["purity"] >= 0.9
+    def cell(part: pd.DataFrame) -> dict[str, object]:
+        return {"clusters": len(part), "pure": round(float(part["pure"].mean()), 3) if len(part) else None}
+
+    out: dict[str, object] = {}
+    for lo, hi in SPREAD_BINS:
+        out[f"spread {lo}-{hi}"] = cell(table[(table["spread"] >= lo) & (table["spread"] <= hi)])
+    share = table["representative_share"]
+    for low, high in SHARE_BINS:
+        out[f"share {low:.1f}-{high:.1f}"] = cell(table[(share >= low) & ((share < high) | (high == 1.0))])
+    return out
 
 
 def demo_row(clusters: pd.DataFrame, truth: pd.DataFrame) -> dict[str, object]:
@@ -142,6 +175,25 @@ def render(result: dict[str, object]) -> str:
             ]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
+    triage = result.get("triage") or {}
+    assert isinstance(triage, dict)
+    for name, by_setting in triage.items():
+        for label, bins in by_setting.items():
+            if not bins:
+                continue
+            lines += [
+                f"## Triage columns on `{name}`, {label}",
+                "",
+                "Clusters grouped by `spread` and by `representative_share` (cluster_summary); *pure*: at least",
+                "90% of a cluster's accounts come from one source image.",
+                "",
+                "| clusters with | clusters | share pure |",
+                "|---|---|---|",
+            ]
+            for key, cell in bins.items():
+                pure = "-" if cell["pure"] is None else f"{cell['pure']:.2f}"
+                lines.append(f"| {key} | {cell['clusters']} | {pure} |")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -184,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "spark-submit scripts/cluster_settings.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "model": model,
         "demo_hashes": str(args.demo_hashes), "demo": None, "suites": {n: {} for n in suites},
+        "triage": {n: {} for n in suites},
     }
     truth = pd.read_csv(args.truth, dtype=str) if demo else None
     try:
@@ -191,13 +244,16 @@ def main(argv: list[str] | None = None) -> int:
             if demo:
                 result["demo"] = {}
                 for setting in settings:
-                    clusters = run_job(spark, args.demo_hashes, setting, Path(scratch))
+                    clusters, _ = run_job(spark, args.demo_hashes, setting, Path(scratch))
                     result["demo"][setting.label] = demo_row(clusters, truth)  # type: ignore[index]
                     print("demo", setting.label, result["demo"][setting.label], flush=True)  # type: ignore[index]
             for name, (hashes, manifest) in suites.items():
                 for setting in settings:
-                    row = suite_row(run_job(spark, hashes, setting, Path(scratch)), manifest)
+                    clusters, summary = run_job(spark, hashes, setting, Path(scratch))
+                    row = suite_row(clusters, manifest)
                     result["suites"][name][setting.label] = row  # type: ignore[index]
+                    if setting in TRIAGE_SETTINGS:
+                        result["triage"][name][setting.label] = triage_rows(clusters, summary, manifest)  # type: ignore[index]
                     print(name, setting.label, row, flush=True)
     finally:
         spark.stop()

@@ -724,8 +724,14 @@ def assign_stable_ids(clustered: DataFrame, previous: DataFrame | None, run_date
 def summarise_clusters(clusters: DataFrame) -> DataFrame:
     """One row per cluster: ``cluster_id``, ``size``, ``distinct_codes``, ``methods``, the
     representative (the code most accounts share, ties to the smallest code, then the smallest
-    account) as ``representative_twin_value`` and ``representative_path``, and ``first_seen``
-    (the date in the cluster id), plus ``run_date``.
+    account) as ``representative_twin_value`` and ``representative_path``, ``first_seen`` (the
+    date in the cluster id), two triage measures, and ``run_date``.
+
+    ``representative_share`` is the share of the cluster's accounts whose code is the
+    representative's; ``spread`` is the largest Hamming distance from the representative code to
+    any code of the cluster. A campaign climbs to one code; a cluster chained from several images
+    has a low share and a wide spread (measured in docs/clusters.md), so reviewers can sort by
+    them.
     """
     from pyspark.sql import Window
 
@@ -742,21 +748,26 @@ def summarise_clusters(clusters: DataFrame) -> DataFrame:
             "cluster_id",
             F.col("twin_value").alias("representative_twin_value"),
             F.col("path").alias("representative_path"),
+            F.col("twin_bits").alias("representative_bits"),
+            F.col("code_accounts").alias("representative_accounts"),
         )
     )
     methods = F.array_sort(F.array_distinct(F.flatten(F.collect_list(F.split("method", r"\+")))))
+    distance = F.bit_count(F.col("twin_bits").bitwiseXOR(F.col("representative_bits")))
     return (
-        clusters.groupBy("cluster_id", "run_date")
+        clusters.join(representative, "cluster_id")
+        .groupBy("cluster_id", "run_date", "representative_twin_value", "representative_path", "representative_accounts")
         .agg(
             F.count("*").alias("size"),
             F.countDistinct("twin_bits").alias("distinct_codes"),
             methods.alias("methods"),
+            F.max(distance).cast("int").alias("spread"),
         )
-        .join(representative, "cluster_id")
         .withColumn("first_seen", F.to_date(F.substring("cluster_id", 1, 10)))
+        .withColumn("representative_share", F.round(F.col("representative_accounts") / F.col("size"), 3))
         .select(
             "cluster_id", "size", "distinct_codes", "methods", "representative_twin_value",
-            "representative_path", "first_seen", "run_date",
+            "representative_path", "first_seen", "representative_share", "spread", "run_date",
         )
     )
 

@@ -266,6 +266,9 @@ def test_planted_clusters_exact_membership(spark, tmp_path: Path, radius: int, p
         assert radius_cluster.representative_twin_value == RADIUS_BASE  # one account each: the smallest code
         assert radius_cluster.representative_path == "/avatars/radius_0.png"
         assert radius_cluster.first_seen == dt.date(2026, 1, 1)
+        assert (radius_cluster.representative_share, radius_cluster.spread) == (0.333, 2)  # 1 of 3; 2 bits
+        exact_cluster = rows[f"2026-01-01_{EXACT}"]
+        assert (exact_cluster.representative_share, exact_cluster.spread) == (1.0, 0)
         assert summary.clusters == 4 and summary.clustered_accounts == 12
 
 
@@ -311,6 +314,14 @@ def test_densest_links_stop_chains_and_keep_stars(spark, tmp_path: Path, radius_
     else:
         assert set(map(frozenset, got.values())) == {frozenset(b_side), frozenset(a_side | {"m"}), frozenset(star_accounts)}
         assert summary.radius_links == {1: 5} and summary.radius_pairs == 6
+    triage = {r.representative_twin_value: (r.size, r.representative_share, r.spread)
+              for r in spark.read.parquet(config.summary_path).collect()}
+    # The star's representative: its smallest code (one account each), 2 bits from the copies across.
+    assert triage[min(star + [STAR])] == (5, 0.2, 2)
+    if radius_links == "all":  # 4 accounts of 9 on the representative, the other side 2 bits away
+        assert triage[DENSE] == (9, 0.444, 2)
+    else:
+        assert triage[DENSE] == (5, 0.8, 1)
 
 
 # ---------------------------------------------------------------------------
