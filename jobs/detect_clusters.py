@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--radius", type=int, default=DEFAULT_RADIUS, metavar="R",
                         help="largest Hamming distance for a radius link, 0..2, 0 = off (default: %(default)s)")
     parser.add_argument("--radius-links", choices=RADIUS_LINKS, default=DEFAULT_RADIUS_LINKS,
-                        help="densest: each code links to its densest neighbour within the radius if denser (a forest); "
+                        help="densest: each code links to its densest neighbour within the radius if denser, "
+                        "local maxima with 2+ accounts to the densest such code within 2 bits (a forest); "
                         "all: every pair within the radius (single linkage) (default: %(default)s)")
     parser.add_argument("--min-accounts", type=int, default=DEFAULT_MIN_ACCOUNTS, metavar="N",
                         help="smallest cluster kept (default: %(default)s)")

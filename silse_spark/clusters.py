@@ -13,11 +13,12 @@ recorded on the output rows:
     comparing all pairs: every distinct code is expanded to its 48 one-bit
     neighbours, the expansions are equi-joined on the neighbour value and each
     candidate pair is verified with ``bit_count(a ^ b)``. By default
-    (``radius_links="all"``) every pair is a link (single linkage). With
-    ``radius_links="densest"`` each code keeps one of its pairs: the edge to its
-    *densest* neighbour (most accounts, then most accounts within the radius,
-    then the smaller code), and only if that neighbour ranks above the code
-    itself, see :func:`densest_neighbour_edges`.
+    (``radius_links="densest"``) each code keeps one of its pairs: the edge to
+    its *densest* neighbour (most accounts, then most accounts within the
+    radius, then the smaller code), and only if that neighbour ranks above the
+    code itself; codes with no such neighbour and at least two accounts climb
+    once more within 2 bits, see :func:`densest_neighbour_edges`. With
+    ``radius_links="all"`` every pair is a link (single linkage).
 
 Clustering works on a graph whose nodes are *distinct codes* (all accounts of a
 code are already linked by ``exact``), so the graph is as small as the number of
@@ -71,7 +72,7 @@ DEFAULT_LOW_INFO_BITS = 4
 DEFAULT_MAX_ITERATIONS = 60
 RADIUS_LINKS = ("densest", "all")
 """How pairs within the radius become edges: see :func:`densest_neighbour_edges`."""
-DEFAULT_RADIUS_LINKS = "all"
+DEFAULT_RADIUS_LINKS = "densest"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -92,9 +93,11 @@ class ClusterJobConfig:
     radius
         Largest Hamming distance for a ``radius`` link; 0 turns it off. 0..2.
     radius_links
-        ``"densest"``: each code links to its densest neighbour within the
-        radius, if it is denser (a forest; no chains through sparse codes).
-        ``"all"``: every pair within the radius is a link.
+        ``"densest"`` (default): each code links to its densest neighbour
+        within the radius, if it is denser, and local maxima with two or more
+        accounts to the densest such code within 2 bits (a forest; no chains
+        through sparse codes). ``"all"``: every pair within the radius is a
+        link (single linkage).
     min_accounts
         Smallest cluster kept (>= 2).
     allowlist
@@ -342,23 +345,73 @@ def radius_pairs(codes: DataFrame, radius: int) -> DataFrame:
     )
 
 
-def densest_neighbour_edges(pairs: DataFrame, codes: DataFrame) -> DataFrame:
+def code_ranks(pairs: DataFrame, codes: DataFrame) -> DataFrame:
+    """Each code's rank for :func:`densest_neighbour_edges`: columns ``bits``, ``accounts``, ``rank``.
+
+    ``rank`` is a struct compared field by field: the code's accounts, then the
+    accounts within the radius (its own and those of every code it is paired
+    with in ``pairs``), then the negated code, so the smaller code wins a tie. A
+    strict total order: no two codes rank equal.
+    """
+    F = _F()
+    both = _both_ways(pairs)
+    weight = codes.select(F.col("bits").alias("dst"), F.col("accounts").alias("dst_accounts"))
+    nearby = both.join(weight, "dst").groupBy("src").agg(F.sum("dst_accounts").alias("near"))
+    return codes.join(nearby.withColumnRenamed("src", "bits"), "bits", "left").select(
+        "bits",
+        "accounts",
+        F.struct(
+            F.col("accounts"),
+            (F.col("accounts") + F.coalesce(F.col("near"), F.lit(0))).alias("near"),
+            (-F.col("bits")).alias("neg"),
+        ).alias("rank"),
+    )
+
+
+def _both_ways(pairs: DataFrame) -> DataFrame:
+    F = _F()
+    return pairs.select(F.col("a").alias("src"), F.col("b").alias("dst"), "distance").unionByName(
+        pairs.select(F.col("b").alias("src"), F.col("a").alias("dst"), "distance")
+    )
+
+
+def _climb(pairs: DataFrame, ranks: DataFrame) -> DataFrame:
+    """For every code of ``pairs`` with a paired code ranked above it: ``src``, ``dst`` (the highest
+    such code) and ``distance``."""
+    F = _F()
+    ranked = (
+        _both_ways(pairs)
+        .join(ranks.select(F.col("bits").alias("src"), F.col("rank").alias("src_rank")), "src")
+        .join(ranks.select(F.col("bits").alias("dst"), F.col("rank").alias("dst_rank")), "dst")
+        .where(F.col("dst_rank") > F.col("src_rank"))
+    )
+    best = F.max(F.struct(F.col("dst_rank"), F.col("dst"), F.col("distance"))).alias("best")
+    return ranked.groupBy("src").agg(best).select("src", "best.dst", "best.distance")
+
+
+def densest_neighbour_edges(pairs: DataFrame, codes: DataFrame, mode_pairs: DataFrame | None = None) -> DataFrame:
     """Keep, for every code, only the pair to its densest neighbour, if that neighbour ranks above it.
 
     ``pairs`` are :func:`radius_pairs` rows (``a``, ``b``, ``distance``);
     ``codes`` has ``bits`` and ``accounts`` (the number of accounts with the
-    code). Codes are ranked by their accounts, then by the accounts within the
-    radius (their own and all their neighbours'), then by the *smaller* code: a
-    strict total order. Each code points to the highest-ranked code within the
-    radius when that code ranks above it; a local maximum points nowhere. The
-    kept edges form a forest (every edge goes up the ranking, so no cycle),
-    like quick shift's mode seeking (Vedaldi and Soatto, 2008): a campaign's
-    scattered variants climb to the code most of its accounts share (or, when
-    every account has its own code, to the code at the centre of the others),
-    while two crowded codes of different images are no longer joined through a
-    chain of single-account codes that each lie within the radius of the
-    next, which is what single linkage (``"all"``) does in dense regions of
-    code space. Two aggregations over the pairs; linear in the pairs.
+    code). Codes are ranked by :func:`code_ranks`: their accounts, then the
+    accounts within the radius, then the *smaller* code. Each code points to
+    the highest-ranked code within the radius when that code ranks above it; a
+    local maximum (a *root*) points nowhere. Every kept edge goes up the
+    ranking, so the edges form a forest: quick shift's mode seeking (Vedaldi
+    and Soatto, 2008) on the code graph. A campaign's scattered variants climb
+    to the code most of its accounts share (or, when every account has its own
+    code, to the code at the centre of the others), while two crowded codes of
+    different images are no longer joined through a chain of codes that each
+    lie within the radius of the next, which is what single linkage
+    (``"all"``) does in dense regions of code space.
+
+    ``mode_pairs`` (optional) are pairs within a wider radius among codes with
+    at least two accounts. Each root with at least two accounts then climbs
+    once more along them, to the highest-ranked such code above it: modes of
+    one campaign a bit further apart than the radius merge, as quick shift
+    links at a wider distance than its density estimate. The result is still
+    a forest (every edge goes up the same ranking).
 
     Returns
     -------
@@ -371,34 +424,20 @@ def densest_neighbour_edges(pairs: DataFrame, codes: DataFrame) -> DataFrame:
     >>> # 0 and 3 have 2, so 0 -> 1 and 3 -> 1: edges (0, 1), (1, 3)
     """
     F = _F()
-    both = pairs.select(F.col("a").alias("src"), F.col("b").alias("dst"), "distance").unionByName(
-        pairs.select(F.col("b").alias("src"), F.col("a").alias("dst"), "distance")
-    )
-    weight = codes.select(F.col("bits").alias("dst"), F.col("accounts").alias("dst_accounts"))
-    with_weight = both.join(weight, "dst")
-    nearby = with_weight.groupBy("src").agg(F.sum("dst_accounts").alias("near"))
-    rank = (
-        codes.join(nearby.withColumnRenamed("src", "bits"), "bits", "left")
-        .select(
-            "bits",
-            F.struct(
-                F.col("accounts"),
-                (F.col("accounts") + F.coalesce(F.col("near"), F.lit(0))).alias("near"),
-                (-F.col("bits")).alias("neg"),
-            ).alias("rank"),
+    ranks = code_ranks(pairs, codes)
+    edges = _climb(pairs, ranks)
+    if mode_pairs is not None:
+        roots = (
+            ranks.where(F.col("accounts") >= 2)
+            .select("bits")
+            .join(edges.select(F.col("src").alias("bits")), "bits", "left_anti")
         )
-    )
-    ranked = (
-        both.join(rank.select(F.col("bits").alias("src"), F.col("rank").alias("src_rank")), "src")
-        .join(rank.select(F.col("bits").alias("dst"), F.col("rank").alias("dst_rank")), "dst")
-        .where(F.col("dst_rank") > F.col("src_rank"))
-    )
-    best = F.max(F.struct(F.col("dst_rank"), F.col("dst"), F.col("distance"))).alias("best")
-    return (
-        ranked.groupBy("src")
-        .agg(best)
-        .select(F.least("src", "best.dst").alias("a"), F.greatest("src", "best.dst").alias("b"), "best.distance")
-    )
+        from_roots = mode_pairs.join(roots.withColumnRenamed("bits", "a"), "a", "left_semi").unionByName(
+            mode_pairs.join(roots.withColumnRenamed("bits", "b"), "b", "left_semi")
+        )
+        merges = _climb(from_roots.distinct(), ranks).join(roots.withColumnRenamed("bits", "src"), "src", "left_semi")
+        edges = edges.unionByName(merges)
+    return edges.select(F.least("src", "dst").alias("a"), F.greatest("src", "dst").alias("b"), "distance")
 
 
 def prefix_edges(codes: DataFrame, prefix_length: int) -> DataFrame:
@@ -632,7 +671,12 @@ def build_links(accounts: DataFrame, config: ClusterJobConfig) -> Links:
     prefix = _persist(prefix_edges(linkable, config.prefix_length)) if config.prefix_length else empty_edges
     if config.radius:
         pairs = _persist(radius_pairs(linkable, config.radius))
-        radius = _persist(densest_neighbour_edges(pairs, codes)) if config.radius_links == "densest" else pairs
+        if config.radius_links == "densest":
+            strong = linkable.join(codes.where(F.col("accounts") >= 2).select("bits"), "bits", "left_semi")
+            modes = radius_pairs(strong, MAX_RADIUS) if config.radius < MAX_RADIUS else None
+            radius = _persist(densest_neighbour_edges(pairs, codes, modes))
+        else:
+            radius = pairs
     else:
         pairs = radius = spark.createDataFrame([], "a long, b long, distance int")
     return Links(codes, prefix, radius, pairs)

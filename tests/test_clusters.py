@@ -142,20 +142,32 @@ def test_radius_join_equals_brute_force(spark) -> None:  # type: ignore[no-untyp
         assert len(expected) > 300  # many true pairs, not a vacuous match
 
 
-def densest_reference(codes: dict[int, int], pairs: set[tuple[int, int, int]]) -> set[tuple[int, int, int]]:
-    """Each code's edge to its highest-ranked neighbour above it; rank = (accounts, accounts nearby, -code)."""
-    neighbours: dict[int, list[tuple[int, int]]] = {c: [] for c in codes}
-    for a, b, d in pairs:
-        neighbours[a].append((b, d))
-        neighbours[b].append((a, d))
+def densest_reference(
+    codes: dict[int, int], pairs: set[tuple[int, int, int]], mode_pairs: set[tuple[int, int, int]] = frozenset()
+) -> set[tuple[int, int, int]]:
+    """Each code's edge to its highest-ranked neighbour above it; rank = (accounts, accounts nearby, -code).
+    Then each root with 2+ accounts: its edge to the highest-ranked code above it in ``mode_pairs``."""
+
+    def adjacency(links: set[tuple[int, int, int]]) -> dict[int, list[tuple[int, int]]]:
+        out: dict[int, list[tuple[int, int]]] = {c: [] for c in codes}
+        for a, b, d in links:
+            out[a].append((b, d))
+            out[b].append((a, d))
+        return out
+
+    neighbours, wider = adjacency(pairs), adjacency(set(mode_pairs))
     rank = {c: (n, n + sum(codes[o] for o, _ in neighbours[c]), -c) for c, n in codes.items()}
-    edges = set()
-    for code, near in neighbours.items():
+
+    def best_above(code: int, near: list[tuple[int, int]]) -> tuple[int, int, int] | None:
         above = [(rank[o], o, d) for o, d in near if rank[o] > rank[code]]
-        if above:
-            _, best, d = max(above)
-            edges.add((min(code, best), max(code, best), d))
-    return edges
+        if not above:
+            return None
+        _, best, d = max(above)
+        return (min(code, best), max(code, best), d)
+
+    edges = {e for c in codes if (e := best_above(c, neighbours[c]))}
+    roots = [c for c in codes if codes[c] >= 2 and best_above(c, neighbours[c]) is None]
+    return edges | {e for c in roots if (e := best_above(c, wider[c]))}
 
 
 def test_densest_neighbour_edges_equal_reference(spark) -> None:  # type: ignore[no-untyped-def]
@@ -170,13 +182,19 @@ def test_densest_neighbour_edges_equal_reference(spark) -> None:  # type: ignore
                 variant ^= 1 << int(p)
             codes[variant] = int(rng.integers(1, 4))
     frame = spark.createDataFrame(list(codes.items()), "bits long, accounts long")
-    for radius in (1, 2):
+    strong = frame.where("accounts >= 2")
+    mode_frame = radius_pairs(strong, 2)
+    mode_pairs = {(r.a, r.b, r.distance) for r in mode_frame.collect()}
+    for radius, modes in ((1, None), (2, None), (1, mode_frame)):
         pairs_frame = radius_pairs(frame, radius)
         pairs = {(r.a, r.b, r.distance) for r in pairs_frame.collect()}
-        got = {(r.a, r.b, r.distance) for r in densest_neighbour_edges(pairs_frame, frame).collect()}
-        expected = densest_reference(codes, pairs)
+        got = {(r.a, r.b, r.distance) for r in densest_neighbour_edges(pairs_frame, frame, modes).collect()}
+        expected = densest_reference(codes, pairs, mode_pairs if modes is not None else frozenset())
         assert got == expected
-        assert len(pairs) > len(got) > 200  # a real choice was made, many times
+        forest = densest_reference(codes, pairs)
+        assert len(pairs) > len(forest) > 200  # a real choice was made, many times
+        if modes is not None:  # the modes' climb added edges beyond radius 1
+            assert len(expected - forest) > 10
 
 
 def union_find(edges: list[tuple[int, int]]) -> dict[int, int]:
@@ -286,18 +304,22 @@ def test_mixed_methods_in_one_cluster(spark, tmp_path: Path) -> None:  # type: i
 
 DENSE = "6b6b6b6b6b60"
 STAR = "c5c5c5c5c5c5"
+MODE = "2d2d2d2d2d2d"
 
 
 @pytest.mark.parametrize("radius_links", ["all", "densest"])
-def test_densest_links_stop_chains_and_keep_stars(spark, tmp_path: Path, radius_links: str) -> None:  # type: ignore[no-untyped-def]
-    # Two codes 2 bits apart, 4 accounts each, and one account on the code between them: single linkage
-    # chains all three; densest links the middle code to one of them only (same accounts, same accounts
-    # nearby: the smaller code). A star: a one-account centre and four one-account copies 1 bit away, two
-    # of them below the centre's code; every copy's densest neighbour is the centre (5 accounts nearby).
-    other, middle = flip(DENSE, 0, 1), flip(DENSE, 0)
-    rows = [(f"a{i}", DENSE) for i in range(4)] + [(f"b{i}", other) for i in range(4)] + [("m", middle)]
+def test_densest_links_stop_chains_keep_stars_and_merge_modes(spark, tmp_path: Path, radius_links: str) -> None:  # type: ignore[no-untyped-def]
+    # A chain: two 4-account codes 3 bits apart joined by two one-account codes, each 1 bit from the next.
+    # Single linkage chains all four; densest links each middle code to its own end only.
+    # A star: a one-account centre and four one-account copies 1 bit away, two of them below the
+    # centre's code; every copy's densest neighbour is the centre (5 accounts within 1 bit).
+    # Two modes 2 bits apart (3 and 2 accounts): beyond radius 1, so single linkage leaves them apart
+    # (the 2-account code alone is too small to be a cluster); densest lets the smaller mode climb to the larger.
+    other, m1, m2 = flip(DENSE, 0, 1, 2), flip(DENSE, 0), flip(DENSE, 0, 1)
+    rows = [(f"a{i}", DENSE) for i in range(4)] + [(f"b{i}", other) for i in range(4)] + [("m1", m1), ("m2", m2)]
     star = [flip(STAR, 47), flip(STAR, 46), flip(STAR, 1), flip(STAR, 3)]
     rows += [("s_centre", STAR)] + [(f"s{i}", c) for i, c in enumerate(star)]
+    rows += [(f"c{i}", MODE) for i in range(3)] + [(f"d{i}", flip(MODE, 5, 6)) for i in range(2)]
     assert sum(int(c, 16) < int(STAR, 16) for c in star) == 2
     hashes = write_hashes(tmp_path / "hashes", "2026-01-01", rows)
     config = ClusterJobConfig(hashes, str(tmp_path / "out"), radius=1, prefix_length=0, radius_links=radius_links,
@@ -308,20 +330,24 @@ def test_densest_links_stop_chains_and_keep_stars(spark, tmp_path: Path, radius_
         got.setdefault(r.cluster_id, set()).add(r.account_id)
     star_accounts = {"s_centre", "s0", "s1", "s2", "s3"}
     a_side, b_side = {f"a{i}" for i in range(4)}, {f"b{i}" for i in range(4)}
-    if radius_links == "all":
-        assert set(map(frozenset, got.values())) == {frozenset(star_accounts), frozenset(a_side | b_side | {"m"})}
-        assert summary.radius_links == {1: 6} and summary.radius_pairs == 6
-    else:
-        assert set(map(frozenset, got.values())) == {frozenset(b_side), frozenset(a_side | {"m"}), frozenset(star_accounts)}
-        assert summary.radius_links == {1: 5} and summary.radius_pairs == 6
+    modes = {"c0", "c1", "c2", "d0", "d1"}
     triage = {r.representative_twin_value: (r.size, r.representative_share, r.spread)
               for r in spark.read.parquet(config.summary_path).collect()}
     # The star's representative: its smallest code (one account each), 2 bits from the copies across.
     assert triage[min(star + [STAR])] == (5, 0.2, 2)
-    if radius_links == "all":  # 4 accounts of 9 on the representative, the other side 2 bits away
-        assert triage[DENSE] == (9, 0.444, 2)
+    assert summary.radius_pairs == 7
+    if radius_links == "all":
+        assert set(map(frozenset, got.values())) == {
+            frozenset(star_accounts), frozenset(a_side | b_side | {"m1", "m2"}), frozenset({"c0", "c1", "c2"})
+        }
+        assert summary.radius_links == {1: 7}
+        assert triage[DENSE] == (10, 0.4, 3)  # 4 of 10 accounts on the representative, the other end 3 bits away
     else:
-        assert triage[DENSE] == (5, 0.8, 1)
+        assert set(map(frozenset, got.values())) == {
+            frozenset(a_side | {"m1"}), frozenset(b_side | {"m2"}), frozenset(star_accounts), frozenset(modes)
+        }
+        assert summary.radius_links == {1: 6, 2: 1}  # m1, m2 and the four copies; the mode merge
+        assert triage[DENSE] == (5, 0.8, 1) and triage[other] == (5, 0.8, 1) and triage[MODE] == (5, 0.6, 2)
 
 
 # ---------------------------------------------------------------------------
