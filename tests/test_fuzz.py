@@ -1,8 +1,11 @@
-"""A short atheris run of the decoder (about 45 s; SILSE_FUZZ_SECONDS changes it)."""
+"""A short atheris run of the decoder (about 45 s; SILSE_FUZZ_SECONDS changes it), and the decoder's
+memory over thousands of mutated hostile files."""
 
 from __future__ import annotations
 
+import gc
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -11,6 +14,11 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
+FUZZER_RSS_LIMIT_MB = 2048  # the whole fuzzer process (about 120 MB in a 40 s run, 2026-12-01)
+
+
+def _rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def test_decoder_survives_fuzzing(tmp_path: Path) -> None:
@@ -20,9 +28,41 @@ def test_decoder_survives_fuzzing(tmp_path: Path) -> None:
     seconds = int(os.environ.get("SILSE_FUZZ_SECONDS", "45"))
     proc = subprocess.run(
         [sys.executable, str(HERE / "fuzz" / "fuzz_decode.py"), str(corpus),
-         f"-max_total_time={seconds}", "-rss_limit_mb=2048", "-timeout=30", f"-artifact_prefix={tmp_path}/"],
+         f"-max_total_time={seconds}", f"-rss_limit_mb={FUZZER_RSS_LIMIT_MB}", "-timeout=30",
+         f"-artifact_prefix={tmp_path}/"],
         capture_output=True, text=True, timeout=seconds + 120, check=False,
     )
     tail = proc.stderr[-3000:]
     assert proc.returncode == 0, f"fuzzer found a failure:\n{tail}"
     assert "Done" in proc.stderr and not list(tmp_path.glob("crash-*")), tail
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc for the resident set size")
+def test_decoder_memory_stays_flat_over_mutated_hostile_files() -> None:
+    from silse_spark.decode import decode_avatar
+    from silse_spark.framing import FRAMINGS
+
+    files = [p.read_bytes() for p in sorted((HERE / "data" / "hostile").iterdir()) if p.is_file()]
+    rng = random.Random(7)
+
+    def decode_mutated(count: int) -> set[str]:
+        statuses = set()
+        for _ in range(count):
+            data = bytearray(rng.choice(files))
+            for _ in range(rng.randint(1, 8)):
+                if data:
+                    data[rng.randrange(len(data))] = rng.randrange(256)
+            if rng.random() < 0.3 and len(data) > 16:
+                data = data[: rng.randrange(16, len(data))]
+            for framing in FRAMINGS:
+                statuses.add(decode_avatar(bytes(data), max_pixels=4_000_000, framing=framing).status)
+        return statuses
+
+    decode_mutated(500)  # warm-up: imports, codec tables, allocator pools
+    gc.collect()
+    before = _rss_mb()
+    statuses = decode_mutated(5000)  # 20,000 decodes: a leak of 2 KB each would show as 40 MB
+    gc.collect()
+    grown = _rss_mb() - before
+    assert len(statuses) >= 3, statuses  # the mutations reach several outcomes, not one error path
+    assert grown < 32, f"resident memory grew by {grown:.0f} MB over 20,000 decodes of mutated hostile files"
