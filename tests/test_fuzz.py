@@ -38,6 +38,7 @@ def test_decoder_survives_fuzzing(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc for the resident set size")
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # Pillow warns about the corrupt EXIF it tolerates
 def test_decoder_memory_stays_flat_over_mutated_hostile_files() -> None:
     from silse_spark.decode import decode_avatar
     from silse_spark.framing import FRAMINGS
