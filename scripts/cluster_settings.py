@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from silse_spark.clusters import DEFAULT_PREFIX_LENGTH, DEFAULT_RADIUS, DEFAULT_RADIUS_LINKS, ClusterJobConfig
-from silse_spark.evaluation.metrics import pairwise_scores
+from silse_spark.evaluation.metrics import pairwise_scores, scored_items
 from silse_spark.evaluation.silse import labels_from_clusters
 from silse_spark.variations import SEED_FAMILIES
 
@@ -129,7 +129,7 @@ def demo_row(clusters: pd.DataFrame, truth: pd.DataFrame) -> dict[str, object]:
 
 
 def suite_row(clusters: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, object]:
-    in_set = (manifest["role"].to_numpy() != "copy") | np.isin(manifest["family"].to_numpy(), list(SEED_FAMILIES))
+    in_set = scored_items(manifest, SEED_FAMILIES)
     labels = np.array(labels_from_clusters(manifest["item_id"].tolist(), clusters), dtype=object)
     s = pairwise_scores(manifest["source_id"].to_numpy()[in_set], list(labels[in_set]))
     return {"precision": round(s.precision, 3), "recall": round(s.recall, 3), "f1": round(s.f1, 3)}

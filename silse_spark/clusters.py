@@ -429,14 +429,10 @@ def densest_neighbour_edges(pairs: DataFrame, codes: DataFrame, mode_pairs: Data
     if mode_pairs is not None:
         roots = (
             ranks.where(F.col("accounts") >= 2)
-            .select("bits")
-            .join(edges.select(F.col("src").alias("bits")), "bits", "left_anti")
+            .select(F.col("bits").alias("src"))
+            .join(edges.select("src"), "src", "left_anti")
         )
-        from_roots = mode_pairs.join(roots.withColumnRenamed("bits", "a"), "a", "left_semi").unionByName(
-            mode_pairs.join(roots.withColumnRenamed("bits", "b"), "b", "left_semi")
-        )
-        merges = _climb(from_roots.distinct(), ranks).join(roots.withColumnRenamed("bits", "src"), "src", "left_semi")
-        edges = edges.unionByName(merges)
+        edges = edges.unionByName(_climb(mode_pairs, ranks).join(roots, "src", "left_semi"))
     return edges.select(F.least("src", "dst").alias("a"), F.greatest("src", "dst").alias("b"), "distance")
 
 
@@ -672,7 +668,7 @@ def build_links(accounts: DataFrame, config: ClusterJobConfig) -> Links:
     if config.radius:
         pairs = _persist(radius_pairs(linkable, config.radius))
         if config.radius_links == "densest":
-            strong = linkable.join(codes.where(F.col("accounts") >= 2).select("bits"), "bits", "left_semi")
+            strong = codes.where(~F.col("low_info") & (F.col("accounts") >= 2)).select("bits")
             modes = radius_pairs(strong, MAX_RADIUS) if config.radius < MAX_RADIUS else None
             radius = _persist(densest_neighbour_edges(pairs, codes, modes))
         else:

@@ -347,6 +347,21 @@ def genuine_pairs(manifest: pd.DataFrame, families: Sequence[str]) -> tuple[np.n
     return copies, sources.astype(np.int64)
 
 
+def scored_items(manifest: pd.DataFrame, families: Sequence[str]) -> np.ndarray:
+    """Which items a family set's pairwise scores cover: every source and distractor, and the
+    copies of those families.
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"role": ["source", "copy", "copy", "distractor"], "family": [None, "blur", "jpeg", None]})
+    >>> scored_items(m, ["blur"]).tolist()
+    [True, True, False, True]
+    """
+    roles = manifest["role"].to_numpy()
+    is_ref = (roles == ROLE_SOURCE) | (roles == ROLE_DISTRACTOR)
+    return is_ref | ((roles == ROLE_COPY) & np.isin(manifest["family"].to_numpy(), list(families)))
+
+
 def impostor_pairs(
     manifest: pd.DataFrame, max_pairs: int = 6_000_000, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -446,7 +461,6 @@ def score_codes(
     (1.0, 0.0, 1.0)
     """
     roles = manifest["role"].to_numpy()
-    family = manifest["family"].to_numpy()
     is_ref = (roles == ROLE_SOURCE) | (roles == ROLE_DISTRACTOR)
     left, right = impostors
     impostor = pair_distances(packed, valid, left, right, nbits)
@@ -461,7 +475,7 @@ def score_codes(
         copies, sources = genuine_pairs(manifest, members)
         genuine = pair_distances(packed, valid, copies, sources, nbits)
         genuine_by_family[name] = genuine
-        in_set = is_ref | ((roles == ROLE_COPY) & np.isin(family, list(members)))
+        in_set = scored_items(manifest, members)
         imp = impostor[in_set[left]]
         row: dict[str, object] = {
             "n_copies": len(copies),
