@@ -71,7 +71,6 @@ Example
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -132,13 +131,18 @@ def _ring(pixels: np.ndarray, inset: int) -> np.ndarray:
     return np.concatenate([inner[0], inner[-1], inner[:, 0], inner[:, -1]])
 
 
-@functools.lru_cache(maxsize=32)
-def _depth(height: int, width: int) -> np.ndarray:
-    """Each pixel's ring: its distance in pixels from the nearest edge (0 on the outermost ring)."""
-    y, x = np.indices((height, width))
-    depth = np.minimum(np.minimum(y, x), np.minimum(height - 1 - y, width - 1 - x))
-    depth.flags.writeable = False
-    return depth
+def _first_ring_with(mask: np.ndarray) -> int:
+    """The outermost ring (0 = the edge) holding a pixel of ``mask``; ``min(h, w)`` when there is none.
+
+    The smallest ring index over the set pixels, read from the rows and columns
+    that hold one: a pixel's ring is ``min(y, x, h - 1 - y, w - 1 - x)``, so the
+    smallest over the pixels is the smallest of the first and last such row and column.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return min(mask.shape)
+    height, width = mask.shape
+    return int(min(rows[0], cols[0], height - 1 - rows[-1], width - 1 - cols[-1]))
 
 
 def _median(ring: np.ndarray) -> np.ndarray:
@@ -209,7 +213,8 @@ def _edge_regions(pixels: np.ndarray, planes: np.ndarray) -> _Edge:
     from scipy import ndimage
 
     height, width = pixels.shape[:2]
-    deep = _depth(height, width) >= MAX_PEEL * min(height, width)  # beyond the reach of a thin region
+    # Rings at least MAX_PEEL of the shorter side deep (the interior rectangle): beyond a thin region's reach.
+    k = int(np.ceil(MAX_PEEL * min(height, width)))
     corners = ((0, 0), (0, width - 1), (height - 1, 0), (height - 1, width - 1))
     seeds = corners + ((0, width // 2), (height - 1, width // 2), (height // 2, 0), (height // 2, width - 1))
     regions: list[_Region] = []
@@ -224,7 +229,7 @@ def _edge_regions(pixels: np.ndarray, planes: np.ndarray) -> _Edge:
         for label in ids:  # one or two regions: comparisons are faster than indexing a table by label
             mask |= labels == label
         covered |= mask
-        thin, at_corner = not mask[deep].any(), any(mask[cy, cx] for cy, cx in corners)
+        thin, at_corner = not mask[k : height - k, k : width - k].any(), any(mask[cy, cx] for cy, cx in corners)
         # A tool's fill: a shift's strip reaches two or three corners, a rotation's triangles one each; one
         # connected flat area around all four corners is a margin, not fill.
         margin = any(all(labels[cy, cx] == label for cy, cx in corners) for label in ids)
@@ -311,7 +316,7 @@ def _peel(pixels: np.ndarray, planes: np.ndarray) -> tuple[int, np.ndarray, np.n
     if limit == 0:  # an image too small to peel anything
         return 0, _median(_ring(pixels, 0)), to_corner, True
     far = to_corner > LOW  # more than LOW / 2 from the corner's colour
-    near_rings = min(limit, int(np.where(far, _depth(*far.shape), limit).min()))
+    near_rings = min(limit, _first_ring_with(far))
     colours: list[np.ndarray | None] = [None] * near_rings  # uniform; medians only computed when needed
     while len(colours) < limit:
         ring = _ring(pixels, len(colours)).astype(np.float32)
@@ -394,7 +399,7 @@ def content_frame(img: Image.Image, fill_aware: bool = False, bleed: bool = Fals
         full_bleed, tool_fill = _full_bleed(edge, pixels, planes, to_background)
         if full_bleed:
             return _bleed_box(tool_fill, img.width, img.height, scale_x, scale_y), fill
-    weight = _WEIGHT[to_background]
+    weight = _WEIGHT.take(to_background)
     if outside is not None:
         weight = np.where(outside, np.float32(0), weight)
     if inset:

@@ -107,6 +107,19 @@ def test_ring_peeling_equals_its_ring_by_ring_definition() -> None:
     assert checked > 10  # borders were set aside in enough of the cases to test that part
 
 
+def test_first_ring_with_a_pixel_equals_the_smallest_depth_of_the_pixels() -> None:
+    from silse_spark.framing import _first_ring_with
+
+    rng = np.random.default_rng(3)
+    for case in range(400):
+        height, width = (int(v) for v in rng.integers(1, 30, 2))
+        mask = rng.random((height, width)) < float(rng.choice([0.0, 0.002, 0.02, 0.3]))
+        y, x = np.indices((height, width))
+        depth = np.minimum(np.minimum(y, x), np.minimum(height - 1 - y, width - 1 - x))
+        expected = int(depth[mask].min()) if mask.any() else min(height, width)
+        assert _first_ring_with(mask) == expected, f"case {case}"
+
+
 def _shifted(img: Image.Image, dx: int, dy: int, fill: tuple[int, int, int]) -> Image.Image:
     return img.transform(img.size, Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy), fillcolor=fill)
 
