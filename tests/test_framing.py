@@ -335,3 +335,50 @@ def test_local_hashing_decodes_as_the_model_version_asks(
     codes = twin_values_from_outputs(TwinHasher(version).outputs(np.stack([framed, plain])))[0]
     assert codes[0] != codes[1]  # the two decodings hash differently, so the check below can tell them apart
     assert code == codes[0]
+
+
+def test_levels_undo_a_channel_scaling_of_real_avatars(demo_avatar_paths: list[Path]) -> None:
+    """moments-bleed-levels: a copy whose channels were scaled down (a colour cast) is stretched back."""
+    from silse_spark.variations import CHANNEL_SCALE_RANGE
+
+    low = CHANNEL_SCALE_RANGE[0]
+    before, after = [], []
+    for path in demo_avatar_paths[:20]:
+        img = Image.open(path).convert("RGB")
+        copy = Image.fromarray(np.clip(np.rint(np.asarray(img, np.float32) * (low, 0.95, 1.0)), 0, 255)
+                               .astype(np.uint8), "RGB")
+        for framing, diffs in (("moments-bleed", before), ("moments-bleed-levels", after)):
+            a = np.asarray(frame(img, 108, RESAMPLE, framing), dtype=np.float32)
+            b = np.asarray(frame(copy, 108, RESAMPLE, framing), dtype=np.float32)
+            diffs.append(float(np.abs(a - b).mean()))
+    # Every copy comes closer; those whose frame did not move come back to within rounding (demo: 6 of 20).
+    assert all(a < b for a, b in zip(after, before)), (before, after)
+    assert sum(a < 1.5 for a in after) >= 5 and not any(b < 1.5 for b in before), (before, after)
+
+
+def test_levels_leave_full_range_and_dark_channels_alone() -> None:
+    from silse_spark.framing import LEVELS_FLOOR, levels
+
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)
+    pixels[..., 1] = pixels[..., 1] // 8  # a dark channel: top level below the floor
+    assert int(pixels[..., 1].max()) < LEVELS_FLOOR
+    pixels[..., 2] = np.minimum(pixels[..., 2], 200)  # top level 200: stretched to 255
+    pixels[:2, :, 0] = 255  # 5% of the first channel at 255: its top level is 255, nothing to stretch
+    out = np.asarray(levels(Image.fromarray(pixels, "RGB")))
+    assert np.array_equal(out[..., 0], pixels[..., 0])  # already reaches 255
+    assert np.array_equal(out[..., 1], pixels[..., 1])
+    assert out[..., 2].max() == 255
+    assert np.array_equal(out[..., 2], np.clip(np.rint(pixels[..., 2] * (255 / 200)), 0, 255).astype(np.uint8))
+
+
+def test_levels_framing_is_bleed_framing_then_levels(demo_avatar_paths: list[Path]) -> None:
+    from silse_spark.framing import levels
+
+    for path in demo_avatar_paths[:5]:
+        img = Image.open(path).convert("RGB")
+        img = Image.fromarray((np.asarray(img) * 0.9).astype(np.uint8), "RGB")
+        expected = np.asarray(levels(frame(img, 108, RESAMPLE, "moments-bleed")))
+        assert np.array_equal(np.asarray(frame(img, 108, RESAMPLE, "moments-bleed-levels")), expected)
+        decoded = decode_avatar(encode(img), framing="moments-bleed-levels")
+        assert decoded.pixels is not None and np.array_equal(decoded.pixels, expected)
