@@ -57,10 +57,11 @@ Images with almost no content (fewer than ``MIN_CONTENT`` of the pixels) are
 not framed: the whole image is used. Parts of the frame outside the image are
 filled with the background colour. Moments are computed on a copy of at most
 ``THUMBNAIL`` pixels a side, so the cost does not grow with the upload's size
-(``make bench``, 2026-11-30, 8,000 bench images, one core, best of 3
-interleaved passes: decoding takes 1.44 ms per avatar with ``moments-fill``
-against 0.57 ms without framing; about half of those images have a
-non-uniform outer ring and take the ``corner_fill`` step).
+(``make bench``, 2026-12-01, 8,000 bench images, one core, best of 3
+interleaved passes: decoding takes 1.19 ms per avatar with ``moments-bleed``
+against 0.53 ms without framing; about half of those images have a
+non-uniform outer ring and take the ``corner_fill`` step, whose
+``scipy.ndimage.label`` calls, ~0.1 ms each, are the largest single cost).
 
 Which models use framing is part of each model version (``framing`` in
 ``silse_spark/models/registry.json``): the same version always sees the same
