@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-date", default=None, metavar="YYYY-MM-DD",
                         help="hashes partition to cluster (default: the latest)")
     parser.add_argument("--prefix-length", type=int, default=DEFAULT_PREFIX_LENGTH, metavar="K",
-                        help="hex characters shared for a prefix link, 0 = off (default: %(default)s)")
+                        help="hex characters shared for a prefix link, 1..11; 0 = off, the default (docs/clusters.md)")
     parser.add_argument("--radius", type=int, default=DEFAULT_RADIUS, metavar="R",
                         help="largest Hamming distance for a radius link, 0..2, 0 = off (default: %(default)s)")
     parser.add_argument("--radius-links", choices=RADIUS_LINKS, default=DEFAULT_RADIUS_LINKS,

@@ -38,7 +38,8 @@ from silse_spark.evaluation.silse import labels_from_clusters
 from silse_spark.variations import SEED_FAMILIES
 
 RUN_DATE = "2026-01-01"
-DEFAULT_SETTINGS = ["1:10:all", "1:10:densest", "2:10:all", "2:10:densest", "1:0:densest", "2:0:densest", "0:10:all"]
+DEFAULT_SETTINGS = ["1:10:all", "1:10:densest", "2:10:all", "2:10:densest", "1:0:densest", "1:11:densest",
+                    "2:0:densest", "0:10:all", "0:0:all"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Setting:
         return f"R {self.radius}, K {self.prefix_length or 'off'}, {self.radius_links}" + (" (default)" if default else "")
 
 
-TRIAGE_SETTINGS = (Setting(1, 10, "all"), Setting(1, 10, "densest"))
+TRIAGE_SETTINGS = (Setting(1, 10, "all"), Setting(1, 0, "densest"))
 """Settings whose clusters are also broken down by the summary's triage columns."""
 
 

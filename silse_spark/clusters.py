@@ -7,7 +7,9 @@ recorded on the output rows:
 ``exact``
     the same twin value.
 ``prefix``
-    the same first ``prefix_length`` hex characters (default 8 = 32 bits).
+    the same first ``prefix_length`` hex characters (off by default since
+    2026-12-01: with densest radius links they only lowered precision; ``10``
+    was the default before, see docs/clusters.md).
 ``radius``
     distinct codes within Hamming distance ``radius`` (<= 2), found without
     comparing all pairs: every distinct code is expanded to its 48 one-bit
@@ -65,7 +67,8 @@ METHODS = ("exact", "prefix", "radius")
 """Link methods, in the order they are listed in ``method`` and ``methods``."""
 
 MAX_RADIUS = 2
-DEFAULT_PREFIX_LENGTH = 10
+DEFAULT_PREFIX_LENGTH = 0
+"""Prefix links are off by default (docs/clusters.md, "Choosing the prefix length and radius")."""
 DEFAULT_RADIUS = 1
 DEFAULT_MIN_ACCOUNTS = 3
 DEFAULT_LOW_INFO_BITS = 4
@@ -140,7 +143,7 @@ class ClusterJobConfig:
         if not 0 <= self.prefix_length < CODE_HEX_LENGTH:
             raise ConfigError(
                 f"--prefix-length {self.prefix_length} is out of range: expected 0 (off) to "
-                f"{CODE_HEX_LENGTH - 1} hex characters; the documented default is {DEFAULT_PREFIX_LENGTH}"
+                f"{CODE_HEX_LENGTH - 1} hex characters; the documented default is {DEFAULT_PREFIX_LENGTH} (off)"
             )
         if not 0 <= self.radius <= MAX_RADIUS:
             raise ConfigError(

@@ -294,7 +294,7 @@ def test_mixed_methods_in_one_cluster(spark, tmp_path: Path) -> None:  # type: i
     base = "77aa55cc3311"
     rows = [("m_0", base), ("m_1", base), ("m_2", flip(base, 0)), ("m_3", flip(base, 40, 41, 42))]
     hashes = write_hashes(tmp_path / "hashes", "2026-01-01", rows)
-    config = ClusterJobConfig(hashes, str(tmp_path / "out"), database=None)
+    config = ClusterJobConfig(hashes, str(tmp_path / "out"), prefix_length=10, database=None)  # prefix links on
     run_cluster_job(spark, config)
     got = {r.account_id: (r.method, r.cluster_size) for r in spark.read.parquet(config.clusters_path).collect()}
     # m_2 is 1 bit from the base and shares its first 8 hex; m_3 differs in the second hex character and is
