@@ -31,6 +31,17 @@ log = logging.getLogger(__name__)
 HEADLINE_SETS = ("seed", "extra")
 
 
+def _default_links() -> str:
+    """The cluster job's default links in words, e.g. ``exact links and radius-1 links (densest)``."""
+    from silse_spark.clusters import DEFAULT_PREFIX_LENGTH, DEFAULT_RADIUS, DEFAULT_RADIUS_LINKS
+
+    links = ["exact links"]
+    if DEFAULT_PREFIX_LENGTH:
+        links.append(f"prefix links of {DEFAULT_PREFIX_LENGTH} hex characters")
+    if DEFAULT_RADIUS:
+        links.append(f"radius-{DEFAULT_RADIUS} links ({DEFAULT_RADIUS_LINKS})")
+    return ", ".join(links[:-1]) + " and " + links[-1] if len(links) > 1 else links[0]
+
 def fmt(value: object, digits: int = 3) -> str:
     """A number for a table: ``n/a`` for missing, fixed digits for floats."""
     if value is None:
@@ -366,7 +377,7 @@ def build_markdown(doc: dict[str, Any], scores: dict[str, HasherScores],
     clustered = [n for n in names if "cluster_f1" in scores[n].families.get("seed", {})]
     if clustered:
         lines += ["## Groups formed by the cluster-detection job (pairwise precision / recall / F1)", "",
-                  ("`jobs/detect_clusters.py` with its default settings (exact, prefix and radius links, "
+                  (f"`jobs/detect_clusters.py` with its default settings ({_default_links()}, "
                    "clusters of at least 3 accounts) run on the same hash job output; an item in no "
                    "cluster is a group of its own."), ""]
         lines += [_grouping_table(scores, clustered, "cluster", "model"), ""]
