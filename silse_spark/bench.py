@@ -502,7 +502,7 @@ must not depend on which CPU an executor has.
 
 For comparison, the design's dense architecture ({sa['model_version']}, {sa['gflop_per_image']:.2f} GFLOP per image) runs
 at {sa['float32_images_per_s']:.1f} images/s in float32 (batch 64, the better of one process and one per core),
-{sa['fraction_of_ceiling']:.2f} of its own FLOP ceiling{above_one(sa['fraction_of_ceiling'], 'the ceiling is a matrix multiply timed apart, and oneDNN runs this model' + chr(39) + 's large convolutions about as fast')}.
+{sa['fraction_of_ceiling']:.2f} of its own FLOP ceiling{above_one(sa['fraction_of_ceiling'], CEILING_CAVEAT)}.
 
 ## `jobs/hash_all.py` end to end ({count} distinct images, `local[2]`)
 
@@ -551,6 +551,10 @@ shared pages split between the processes sharing them; sampled every 0.5 s).
 | silse decode only (no model){f", framing `{r['framing']}`" if r.get('framing', 'none') != 'none' else ""} | {c['silse_decode_only']:.0f} |
 | silse decode only (no model), no framing | {c['silse_decode_no_framing']:.0f} |
 """
+
+
+CEILING_CAVEAT = ("the ceiling is a matrix multiply timed apart, and oneDNN runs this model's large convolutions"
+                  " about as fast")
 
 
 def above_one(fraction: float, why: str) -> str:

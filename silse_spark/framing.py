@@ -484,7 +484,7 @@ def levels(img: Image.Image) -> Image.Image:
     channel's top is not clipped: a white background scaled by 0.9 is white
     again, while a channel already reaching 255 is left as it is. Channels
     whose top level is below ``LEVELS_FLOOR`` are not stretched (noise would be
-    amplified). Only the pixels' histogram is read, so the cost is small.
+    amplified). The top levels are read from the image's histogram.
 
     >>> img = Image.new("RGB", (10, 10), (230, 255, 204)); img.putpixel((0, 0), (23, 0, 20))
     >>> levels(img).getpixel((5, 5)), levels(img).getpixel((0, 0))
@@ -493,12 +493,12 @@ def levels(img: Image.Image) -> Image.Image:
     histogram = np.asarray(img.histogram(), dtype=np.int64).reshape(3, 256)
     # Per channel, the smallest level with at least LEVELS_PERCENTILE of the pixels at or below it.
     tops = (histogram.cumsum(axis=1) < LEVELS_PERCENTILE / 100 * img.width * img.height).sum(axis=1)
-    if not any(LEVELS_FLOOR <= int(top) < 255 for top in tops):
+    stretched = np.flatnonzero((tops >= LEVELS_FLOOR) & (tops < 255))
+    if stretched.size == 0:
         return img
     pixels = np.array(img)  # a writable copy, (h, w, 3) uint8
-    for band, top in enumerate(tops):
-        if LEVELS_FLOOR <= top < 255:
-            np.take(_stretch_table(int(top)), pixels[..., band], out=pixels[..., band])
+    for band in stretched:
+        np.take(_stretch_table(int(tops[band])), pixels[..., band], out=pixels[..., band])
     return Image.fromarray(pixels, "RGB")
 
 
