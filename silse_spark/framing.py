@@ -526,11 +526,15 @@ def levels(img: Image.Image) -> Image.Image:
     histogram = np.asarray(img.histogram(), dtype=np.int64).reshape(3, 256)
     # Per channel, the smallest level with at least LEVELS_PERCENTILE of the pixels at or below it.
     tops = (histogram.cumsum(axis=1) < LEVELS_PERCENTILE / 100 * img.width * img.height).sum(axis=1)
-    stretched = np.flatnonzero((tops >= LEVELS_FLOOR) & (tops < 255))
-    if stretched.size == 0:
+    return _stretch_channels(img, np.flatnonzero((tops >= LEVELS_FLOOR) & (tops < 255)), tops)
+
+
+def _stretch_channels(img: Image.Image, bands: np.ndarray, tops: np.ndarray) -> Image.Image:
+    """``img`` (RGB) with each channel in ``bands`` stretched by ``255 / tops[band]``; ``img`` itself when none is."""
+    if bands.size == 0:
         return img
     pixels = np.array(img)  # a writable copy, (h, w, 3) uint8
-    for band in stretched:
+    for band in bands:
         np.take(_stretch_table(int(tops[band])), pixels[..., band], out=pixels[..., band])
     return Image.fromarray(pixels, "RGB")
 
@@ -554,12 +558,9 @@ def white_balance(img: Image.Image, background: np.ndarray) -> Image.Image:
     True
     """
     level = np.rint(np.asarray(background, dtype=np.float64)).astype(int)
-    if level.min() < WHITE_FLOOR or level.min() >= WHITE_TOP:
+    if level.min() < WHITE_FLOOR:
         return img
-    pixels = np.array(img)  # a writable copy, (h, w, 3) uint8
-    for band in np.flatnonzero(level < WHITE_TOP):
-        np.take(_stretch_table(int(level[band])), pixels[..., band], out=pixels[..., band])
-    return Image.fromarray(pixels, "RGB")
+    return _stretch_channels(img, np.flatnonzero(level < WHITE_TOP), level)
 
 
 def frame(img: Image.Image, size: int, resample: Image.Resampling, framing: str = "moments") -> Image.Image:
