@@ -19,10 +19,11 @@ Steps, in order:
    aspect ratio is not kept: avatars are near-square, and squashing keeps
    every pixel of content). With a content framing (``moments``,
    ``moments-fill``, ``moments-bleed``, ``moments-bleed-levels``, ``moments-bleed-white``,
-   ``moments-bleed-white-orient``; models registered with it), the image is first cropped to a square
-   around its drawing (:mod:`silse_spark.framing`; ``-levels`` then stretches each channel's levels,
-   ``-white`` undoes a near-white background's colour cast, ``-orient`` first turns an elongated
-   drawing towards upright). Large JPEGs are first reduced by the decoder
+   ``moments-bleed-white-orient``, ``moments-bleed-white-mirror``; models registered with it), the image
+   is first cropped to a square around its drawing (:mod:`silse_spark.framing`; ``-levels`` then
+   stretches each channel's levels, ``-white`` undoes a near-white background's colour cast,
+   ``-orient`` first turns an elongated drawing towards upright, ``-mirror`` flips a drawing whose
+   mass trails off to the left). Large JPEGs are first reduced by the decoder
    (``draft``) to no less than twice the target size, which is faster and
    gives the same image up to rounding.
 
@@ -163,8 +164,8 @@ def decode_avatar(
         Pillow format names to decode; others get ``unsupported_format``.
     framing
         One of :data:`silse_spark.framing.FRAMINGS` (``none``, ``moments``, ``moments-fill``,
-        ``moments-bleed``, ``moments-bleed-levels``, ``moments-bleed-white``, ``moments-bleed-white-orient``): the
-        model version's preprocessing.
+        ``moments-bleed``, ``moments-bleed-levels``, ``moments-bleed-white``, ``moments-bleed-white-orient``,
+        ``moments-bleed-white-mirror``): the model version's preprocessing.
         An unknown value is a programming error and raises ``ValueError``.
     """
     check_framing(framing)  # a programming error: raised here, not turned into a decode_error below

@@ -490,3 +490,62 @@ def test_orient_brings_rotated_demo_avatars_closer_to_their_originals(demo_avata
     assert len(pairs) >= 5, pairs
     assert sum(after for _, _, after in pairs) < 0.5 * sum(before for _, before, _ in pairs), pairs
     assert all(after <= before for _, before, after in pairs), pairs
+
+
+def _skewed_drawing() -> Image.Image:
+    """A drawing whose mass trails off to one side: a big disc on the left, a thin tail to the right."""
+    img = Image.new("RGB", (128, 128), "white")
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((20, 40, 68, 88), fill=(30, 60, 170))
+    draw.rectangle((60, 58, 110, 70), fill=(200, 40, 40))
+    return img
+
+
+def test_mirror_gives_a_mirrored_copy_its_originals_pixels() -> None:
+    """moments-bleed-white-mirror: a clearly skewed drawing and its mirror image reach the model the same way round."""
+    from silse_spark.framing import MIRROR_SKEW, _content_frame
+
+    img = _skewed_drawing()
+    mirrored = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    skews = [_content_frame(i, False, True, skew=True).skew_x for i in (img, mirrored)]
+    assert skews[0] > MIRROR_SKEW and skews[1] == pytest.approx(-skews[0], abs=1e-6)
+    plain = [np.asarray(frame(i, 108, RESAMPLE, "moments-bleed-white"), np.int16) for i in (img, mirrored)]
+    canon = [np.asarray(frame(i, 108, RESAMPLE, "moments-bleed-white-mirror"), np.int16) for i in (img, mirrored)]
+    assert np.abs(plain[0] - plain[1]).mean() > 20  # the model would see two different pictures
+    assert np.array_equal(canon[0], plain[0])  # skewed the canonical way: left as it is
+    assert np.abs(canon[0] - canon[1]).max() <= 1  # the mirror image flipped back (resampling rounds alike)
+    data = encode(mirrored)
+    decoded = decode_avatar(data, framing="moments-bleed-white-mirror")
+    expected = frame(Image.open(io.BytesIO(data)).convert("RGB"), 108, RESAMPLE, "moments-bleed-white-mirror")
+    assert decoded.pixels is not None and np.array_equal(decoded.pixels, np.asarray(expected))
+
+
+def test_mirror_leaves_balanced_drawings_and_photographs_alone() -> None:
+    """Skew within MIRROR_SKEW either way (a sign a rotation or shift could flip), or no background: not flipped."""
+    from silse_spark.framing import MIRROR_SKEW, _content_frame
+
+    disc = Image.new("RGB", (128, 128), "white")
+    ImageDraw.Draw(disc).ellipse((30, 30, 98, 98), fill=(40, 40, 160))
+    ImageDraw.Draw(disc).rectangle((40, 50, 60, 60), fill=(230, 200, 20))  # asymmetric, but only slightly skewed
+    assert abs(_content_frame(disc, False, True, skew=True).skew_x) < MIRROR_SKEW
+    for img in (disc, disc.transpose(Image.Transpose.FLIP_LEFT_RIGHT), _photo(6), _photo(7)):
+        white = np.asarray(frame(img, 108, RESAMPLE, "moments-bleed-white"))
+        assert np.array_equal(np.asarray(frame(img, 108, RESAMPLE, "moments-bleed-white-mirror")), white)
+
+
+def test_mirror_brings_mirrored_demo_avatars_to_their_originals(demo_avatar_paths: list[Path]) -> None:
+    """Every demo avatar the framing finds clearly skewed comes out of its mirror image as from itself."""
+    from silse_spark.framing import MIRROR_SKEW, _content_frame
+
+    skewed = 0
+    for path in demo_avatar_paths:
+        img = Image.open(path).convert("RGB")
+        found = _content_frame(img, False, True, skew=True)
+        if found.full_bleed or found.box is None or abs(found.skew_x) <= MIRROR_SKEW + 0.01:
+            continue
+        skewed += 1
+        a = np.asarray(frame(img, 108, RESAMPLE, "moments-bleed-white-mirror"), np.int16)
+        b = np.asarray(frame(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 108, RESAMPLE,
+                             "moments-bleed-white-mirror"), np.int16)
+        assert np.abs(a - b).mean() < 0.5, path.name
+    assert skewed >= 10  # the demo set has many drawings that are not left-right balanced
