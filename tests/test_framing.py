@@ -449,23 +449,42 @@ def test_orient_turns_a_rotated_elongated_drawing_back_upright(angle: float) -> 
     assert abs(before[0] - angle) < 2.5 and abs(after[0]) < 1.5, (before, after)  # the frame clips the ends a little
     assert np.abs(original - np.asarray(turned, np.float32)).mean() < 0.5 * np.abs(  # two resamplings leave 2-4
         original - np.asarray(plain, np.float32)).mean()
-    data = encode(_bar_figure(angle))
-    decoded = decode_avatar(data, framing="moments-bleed-white-orient")
-    expected = frame(Image.open(io.BytesIO(data)).convert("RGB"), 108, RESAMPLE, "moments-bleed-white-orient")
+    _assert_job_decodes_as_framed(_bar_figure(angle), "moments-bleed-white-orient")
+
+
+def _assert_job_decodes_as_framed(img: Image.Image, framing: str) -> None:
+    """The job's decoder gives exactly ``frame``'s pixels for ``img``'s encoded file."""
+    data = encode(img)
+    decoded = decode_avatar(data, framing=framing)
+    expected = frame(Image.open(io.BytesIO(data)).convert("RGB"), 108, RESAMPLE, framing)
     assert decoded.pixels is not None and np.array_equal(decoded.pixels, np.asarray(expected))
+
+
+def _disc(*extra: tuple[int, int, int, int]) -> Image.Image:
+    """A round drawing on white (no axis, no skew), with small rectangles ``extra`` on it."""
+    img = Image.new("RGB", (128, 128), "white")
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((30, 30, 98, 98), fill=(40, 40, 160))
+    for box in extra:
+        draw.rectangle(box, fill=(230, 200, 20))
+    return img
+
+
+def _assert_left_as_white(framing: str, images: tuple[Image.Image, ...]) -> None:
+    for img in images:
+        white = np.asarray(frame(img, 108, RESAMPLE, "moments-bleed-white"))
+        assert np.array_equal(np.asarray(frame(img, 108, RESAMPLE, framing)), white)
 
 
 def test_orient_leaves_round_drawings_and_photographs_alone() -> None:
     """No axis to follow (anisotropy at most ORIENT_FROM) or no background (full-bleed): moments-bleed-white's pixels."""
     from silse_spark.framing import ORIENT_FROM, principal_axis
 
-    disc = Image.new("RGB", (128, 128), "white")
-    ImageDraw.Draw(disc).ellipse((30, 30, 98, 98), fill=(40, 40, 160))
+    disc = _disc()
     axis = principal_axis(frame(disc, 108, RESAMPLE, "moments-bleed-white"), np.full(3, 255.0, np.float32))
     assert axis is not None and axis[1] <= ORIENT_FROM
-    for img in (disc, disc.rotate(7, fillcolor=FILL), _photo(6), _photo(7), _shifted(_photo(8), 10, 0, FILL)):
-        white = np.asarray(frame(img, 108, RESAMPLE, "moments-bleed-white"))
-        assert np.array_equal(np.asarray(frame(img, 108, RESAMPLE, "moments-bleed-white-orient")), white)
+    _assert_left_as_white("moments-bleed-white-orient",
+                          (disc, disc.rotate(7, fillcolor=FILL), _photo(6), _photo(7), _shifted(_photo(8), 10, 0, FILL)))
 
 
 def test_orient_brings_rotated_demo_avatars_closer_to_their_originals(demo_avatar_paths: list[Path]) -> None:
@@ -514,23 +533,17 @@ def test_mirror_gives_a_mirrored_copy_its_originals_pixels() -> None:
     assert np.abs(plain[0] - plain[1]).mean() > 20  # the model would see two different pictures
     assert np.array_equal(canon[0], plain[0])  # skewed the canonical way: left as it is
     assert np.abs(canon[0] - canon[1]).max() <= 1  # the mirror image flipped back (resampling rounds alike)
-    data = encode(mirrored)
-    decoded = decode_avatar(data, framing="moments-bleed-white-mirror")
-    expected = frame(Image.open(io.BytesIO(data)).convert("RGB"), 108, RESAMPLE, "moments-bleed-white-mirror")
-    assert decoded.pixels is not None and np.array_equal(decoded.pixels, np.asarray(expected))
+    _assert_job_decodes_as_framed(mirrored, "moments-bleed-white-mirror")
 
 
 def test_mirror_leaves_balanced_drawings_and_photographs_alone() -> None:
     """Skew within MIRROR_SKEW either way (a sign a rotation or shift could flip), or no background: not flipped."""
     from silse_spark.framing import MIRROR_SKEW, _content_frame
 
-    disc = Image.new("RGB", (128, 128), "white")
-    ImageDraw.Draw(disc).ellipse((30, 30, 98, 98), fill=(40, 40, 160))
-    ImageDraw.Draw(disc).rectangle((40, 50, 60, 60), fill=(230, 200, 20))  # asymmetric, but only slightly skewed
+    disc = _disc((40, 50, 60, 60))  # asymmetric, but only slightly skewed
     assert abs(_content_frame(disc, False, True, skew=True).skew_x) < MIRROR_SKEW
-    for img in (disc, disc.transpose(Image.Transpose.FLIP_LEFT_RIGHT), _photo(6), _photo(7)):
-        white = np.asarray(frame(img, 108, RESAMPLE, "moments-bleed-white"))
-        assert np.array_equal(np.asarray(frame(img, 108, RESAMPLE, "moments-bleed-white-mirror")), white)
+    _assert_left_as_white("moments-bleed-white-mirror",
+                          (disc, disc.transpose(Image.Transpose.FLIP_LEFT_RIGHT), _photo(6), _photo(7)))
 
 
 def test_mirror_brings_mirrored_demo_avatars_to_their_originals(demo_avatar_paths: list[Path]) -> None:
