@@ -728,10 +728,11 @@ def frame(img: Image.Image, size: int, resample: Image.Resampling, framing: str 
     check_framing(framing)
     if framing.endswith(LEVELS_SUFFIX):
         return levels(frame(img, size, resample, framing[: -len(LEVELS_SUFFIX)]))
-    oriented, mirrored = framing.endswith(ORIENT_SUFFIX), framing.endswith(MIRROR_SUFFIX)
-    method = framing[: -len(ORIENT_SUFFIX)] if oriented else framing[: -len(MIRROR_SUFFIX)] if mirrored else framing
-    white = method.endswith(WHITE_SUFFIX)
-    method = method[: -len(WHITE_SUFFIX)] if white else method
+    method, steps = framing, frozenset[str]()
+    for suffix in (ORIENT_SUFFIX, MIRROR_SUFFIX, WHITE_SUFFIX):  # outermost first, as FRAMINGS spells them
+        if method.endswith(suffix):
+            method, steps = method[: -len(suffix)], steps | {suffix}
+    oriented, mirrored = ORIENT_SUFFIX in steps, MIRROR_SUFFIX in steps
     if method == "none":
         found = _Frame(None, (255, 255, 255), None, False)
     else:
@@ -752,6 +753,6 @@ def frame(img: Image.Image, size: int, resample: Image.Resampling, framing: str 
             out = orient(out, found.axis, found.fill)
         if mirrored and found.box is not None and found.skew_x < -MIRROR_SKEW:
             out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        if white:
+        if WHITE_SUFFIX in steps:
             out = white_balance(out, found.background)
     return out
