@@ -144,10 +144,11 @@ Validation (1,408 images, silse-v1f's weights, exact code, seed / extra families
 
 ORIENT_RESAMPLE = Image.Resampling.NEAREST
 """:func:`orient`'s resampling. Pillow's bilinear rotation of a 108x108 RGB image takes ~0.38 ms on this 2-core
-machine (profile of 1,500 bench images, 75% of them turned), about a third of all the rest of decoding and framing;
-nearest takes ~0.05 ms. Validation (1,408 images, silse-v1f's weights, exact code / within 2): seed families 0.515 /
-0.793 bilinear, 0.513 / 0.791 nearest (0.498 / 0.782 without turning); extra families 0.494 / 0.780 bilinear, 0.487 /
-0.776 nearest (0.491 / 0.778 without): jpeg and border lose 0.016 with nearest."""
+machine (cProfile of 1,500 bench images, 75% of them turned), about a third of all the rest of decoding and framing;
+nearest takes ~0.05 ms (``timeit`` of one rotation). Validation (1,408 images, silse-v1f's weights, exact code /
+within 2): seed families 0.515 / 0.793 bilinear, 0.513 / 0.791 nearest (0.498 / 0.782 without turning); extra
+families 0.494 / 0.780 bilinear, 0.487 / 0.776 nearest (0.491 / 0.778 without): jpeg and border lose 0.016 with
+nearest."""
 
 ORIENT_FROM, ORIENT_FULL = 0.1, 0.5
 """:func:`orient` turns a drawing whose anisotropy ``|(mu20 - mu02, 2 mu11)| / (mu20 + mu02)`` (0: as long as it is
