@@ -93,7 +93,7 @@ def raw_throughput(version: str, batch_sizes: list[int], seconds: float = 8.0,
     Speed is timed on random pixels; code agreement is measured on ``images`` (decoded
     avatars, uint8) where given, since random noise is not what the model sees.
     """
-    from silse_spark.model import fold_batch_norms, inference_function
+    from silse_spark.model import fold_batch_norms, inference_function, predict_views
 
     spec = get_model_spec(version)
     path = verify_weights(spec)
@@ -102,9 +102,9 @@ def raw_throughput(version: str, batch_sizes: list[int], seconds: float = 8.0,
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (max(batch_sizes), INPUT_SIZE, INPUT_SIZE, 3)).astype(np.uint8)
     forwards = {
-        "float32": lambda: inference_function(fold_batch_norms(model)),
-        "bfloat16": lambda: inference_function(fold_batch_norms(model, dtype="bfloat16")),
-        "keras_predict": lambda: lambda x: model.predict_on_batch(x.astype(np.float32)),
+        "float32": lambda: inference_function(fold_batch_norms(model), spec.views),
+        "bfloat16": lambda: inference_function(fold_batch_norms(model, dtype="bfloat16"), spec.views),
+        "keras_predict": lambda: lambda x: predict_views(model, x, spec.views),
     }
     results: dict[str, Any] = {"version": version}
     outputs = {}
@@ -304,7 +304,7 @@ def _job_seconds(stdout: str) -> float:
 def run(output: Path, count: int, work: Path, sources: Path) -> dict[str, Any]:
     version = default_model_version()
     spec = get_model_spec(version)
-    flops = model_flops(build_model(spec.architecture))
+    flops = model_flops(build_model(spec.architecture)) * len(spec.views)  # one forward pass per view
     gflops = matmul_gflops()
     if work.exists():
         shutil.rmtree(work)

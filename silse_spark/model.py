@@ -15,6 +15,14 @@ Architectures
 
 Other architectures register themselves in :data:`ARCHITECTURES`.
 
+Views
+-----
+A registered version may name several *views* of its input (:data:`VIEWS`):
+its outputs are then the mean of the network's outputs on each view, computed
+in one forward pass over the views stacked in the batch. ``identity`` +
+``hflip`` makes the code of an image and of its left-right mirror image the
+same by construction, at twice the network's cost per image.
+
 Keras 3 only: the same code runs under the TensorFlow backend (production,
 CPU) and under JAX (training on a GPU machine).
 """
@@ -38,6 +46,9 @@ if TYPE_CHECKING:  # keras is imported lazily so Spark drivers need not load it
 from silse_spark.codes import CODE_BITS
 
 log = logging.getLogger(__name__)
+
+VIEWS = ("identity", "hflip")
+"""Views of the input a model version may average its outputs over (``hflip``: mirrored left to right)."""
 
 INPUT_SIZE = 108
 """Height and width of the model input, in pixels."""
@@ -120,6 +131,7 @@ class ModelSpec:
     sha256: str
     description: str = ""
     framing: str = "none"
+    views: tuple[str, ...] = ("identity",)
 
     @property
     def weights_path(self) -> Path:
@@ -173,6 +185,12 @@ def get_model_spec(version: str | None = None) -> ModelSpec:
             f"model version {version!r} asks for framing {entry['framing']!r}, which this silse does not know "
             f"(expected one of {FRAMINGS}); upgrade silse_spark or fix {registry_file()}"
         )
+    views = tuple(entry.get("views", ["identity"]))
+    if not views or len(set(views)) != len(views) or not set(views) <= set(VIEWS):
+        raise UnknownModelError(
+            f"model version {version!r} asks for views {list(views)!r}; expected distinct names from {VIEWS}, "
+            f"at least one; upgrade silse_spark or fix {registry_file()}"
+        )
     return ModelSpec(
         version=version,
         architecture=entry["architecture"],
@@ -180,6 +198,7 @@ def get_model_spec(version: str | None = None) -> ModelSpec:
         sha256=entry["sha256"],
         description=entry.get("description", ""),
         framing=entry.get("framing", "none"),
+        views=views,
     )
 
 
@@ -301,23 +320,45 @@ def fold_batch_norms(model: keras.Model, dtype: str = "float32") -> keras.Model:
     return copy
 
 
-def inference_function(model: keras.Model) -> Callable[[Any], Any]:
+def _view(ops: Any, x: Any, name: str) -> Any:
+    """One of :data:`VIEWS` of an NHWC batch."""
+    return ops.flip(x, axis=2) if name == "hflip" else x
+
+
+def inference_function(model: keras.Model, views: tuple[str, ...] = ("identity",)) -> Callable[[Any], Any]:
     """``model``'s forward pass as one compiled call: ``f(uint8 or float32 batch) -> outputs``.
 
     Under TensorFlow a ``tf.function`` of the model called directly, with the
     pixels cast to float32 inside the graph (a uint8 batch crosses into
     TensorFlow at a quarter of the bytes); this skips ``predict_on_batch``'s
     per-call data-adapter work. Elsewhere ``predict_on_batch`` on float32.
+    With several ``views`` the outputs are their mean: the views of a batch
+    are stacked into one batch of ``len(views)`` times its size.
     """
     import keras
-    import numpy as np
 
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        forward = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False), reduce_retracing=True)
-        return forward  # type: ignore[no-any-return]
-    return lambda x: model.predict_on_batch(np.asarray(x, dtype=np.float32))
+        def forward(x: Any) -> Any:
+            x = tf.cast(x, tf.float32)
+            if views == ("identity",):
+                return model(x, training=False)
+            out = model(tf.concat([_view(tf.experimental.numpy, x, v) for v in views], axis=0), training=False)
+            return tf.reduce_mean(tf.stack(tf.split(out, len(views), axis=0)), axis=0)
+
+        return tf.function(forward, reduce_retracing=True)  # type: ignore[no-any-return]
+
+    return lambda x: predict_views(model, x, views)
+
+
+def predict_views(model: keras.Model, pixels: Any, views: tuple[str, ...] = ("identity",)) -> Any:
+    """``model.predict_on_batch`` over ``views`` of a batch (stacked into one batch), averaged."""
+    import numpy as np
+
+    x = np.asarray(pixels, dtype=np.float32)
+    out = np.asarray(model.predict_on_batch(np.concatenate([_view(np, x, v) for v in views])))
+    return out.reshape(len(views), len(x), *out.shape[1:]).mean(axis=0)
 
 
 def configure_threads(num_threads: int) -> None:
@@ -357,9 +398,9 @@ class TwinHasher:
         self.spec = get_model_spec(version)
         self.model = load_model(self.spec.version)
         self.batch_size = batch_size
-        # Batch norms folded into their convolutions and one compiled call per batch:
-        # the same codes as ``self.model`` at a fraction of the cost (make bench).
-        self.forward = inference_function(fold_batch_norms(self.model))
+        # Batch norms folded into their convolutions and one compiled call per batch (over the
+        # version's views): the same codes as ``self.model`` at a fraction of the cost (make bench).
+        self.forward = inference_function(fold_batch_norms(self.model), self.spec.views)
 
     @property
     def version(self) -> str:

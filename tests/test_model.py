@@ -131,3 +131,69 @@ def test_hasher_runs_the_folded_model_with_the_shipped_weights(monkeypatch: pyte
     pixels = _demo_pixels(20)  # 8 + 8 + a padded batch of 4
     expected = np.asarray(hasher.model.predict_on_batch(pixels.astype(np.float32)))
     np.testing.assert_allclose(hasher.outputs(pixels), expected, rtol=1e-4, atol=2e-5)
+
+
+def test_mirror_views_give_a_mirror_image_its_originals_code(monkeypatch: pytest.MonkeyPatch,
+                                                             demo_avatar_paths: list[Path]) -> None:
+    """silse-v1f-r8 averages the network over its input and the input's mirror image (silse-v1f-r5's weights)."""
+    import io
+
+    from PIL import Image
+
+    from silse_spark.codes import twin_values_from_outputs
+    from silse_spark.decode import decode_avatar
+
+    monkeypatch.setenv(model_mod.MODELS_DIR_ENV, str(model_mod.PACKAGED_MODELS_DIR))
+    spec = model_mod.get_model_spec("silse-v1f-r8")
+    assert spec.views == ("identity", "hflip") and spec.sha256 == model_mod.get_model_spec("silse-v1f-r5").sha256
+    views, plain = model_mod.TwinHasher("silse-v1f-r8", batch_size=16), model_mod.TwinHasher("silse-v1f-r5", 16)
+    pixels = _demo_pixels(20)
+    flipped = np.ascontiguousarray(pixels[:, :, ::-1])
+    np.testing.assert_array_equal(views.outputs(flipped), views.outputs(pixels))
+    np.testing.assert_allclose(views.outputs(pixels), (plain.outputs(pixels) + plain.outputs(flipped)) / 2,
+                               rtol=1e-5, atol=1e-6)
+
+    # End to end as the job decodes: mirrored files (re-encoded, framed on their own) keep their codes.
+    def mirrored(path: Path) -> bytes:
+        out = io.BytesIO()
+        Image.open(path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(out, "PNG")
+        return out.getvalue()
+
+    def codes(hasher: model_mod.TwinHasher, files: list[bytes]) -> list[str]:
+        decoded = np.stack([decode_avatar(f, framing=spec.framing).pixels for f in files])
+        return twin_values_from_outputs(hasher.outputs(decoded))[0]
+
+    originals = [p.read_bytes() for p in demo_avatar_paths]
+    mirrors = [mirrored(p) for p in demo_avatar_paths]
+    ours = codes(views, originals)
+    assert ours == codes(views, mirrors)
+    assert len(set(ours)) == len(ours)  # still one code per distinct avatar
+    kept = sum(a == b for a, b in zip(codes(plain, originals), codes(plain, mirrors)))
+    assert kept < len(originals) / 2  # without the views most mirror images get another code
+
+
+@pytest.mark.parametrize("views", [[], ["identity", "identity"], ["vflip"]])
+def test_registry_views_are_checked(standin_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    views: list[str]) -> None:
+    directory = tmp_path / "models"
+    shutil.copytree(standin_models, directory)
+    registry = json.loads((directory / "registry.json").read_text())
+    registry["models"][registry["default"]]["views"] = views
+    (directory / "registry.json").write_text(json.dumps(registry))
+    monkeypatch.setenv(model_mod.MODELS_DIR_ENV, str(directory))
+    with pytest.raises(UnknownModelError, match=r"asks for views .*expected distinct names from \('identity', 'hflip'\)"):
+        model_mod.get_model_spec()
+
+
+def test_views_average_alike_outside_tensorflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``predict_on_batch`` path (other Keras backends) averages the views as the compiled one does."""
+    import keras
+
+    m = model_mod.build_model("v1")
+    pixels = _demo_pixels(6)
+    compiled = np.asarray(model_mod.inference_function(m, ("identity", "hflip"))(pixels))
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    generic = model_mod.inference_function(m, ("identity", "hflip"))(pixels)
+    np.testing.assert_allclose(generic, compiled, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(generic, model_mod.inference_function(m)(pixels[:, :, ::-1]) / 2
+                               + model_mod.inference_function(m)(pixels) / 2, rtol=1e-5, atol=1e-6)

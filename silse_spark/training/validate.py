@@ -22,7 +22,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +37,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def predict_bits(model: keras.Model, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Code bits ``(n, 48)`` of uint8 model inputs."""
-    out = [np.asarray(model.predict_on_batch(pixels[i : i + batch_size].astype(np.float32)))
+def predict_bits(model: keras.Model | Callable[[np.ndarray], Any], pixels: np.ndarray, batch_size: int = 64
+                 ) -> np.ndarray:
+    """Code bits ``(n, 48)`` of uint8 model inputs, from a Keras model or an outputs function
+    (e.g. :meth:`silse_spark.model.TwinHasher.outputs`, which averages a version's views)."""
+    forward = model.predict_on_batch if hasattr(model, "predict_on_batch") else model
+    out = [np.asarray(forward(pixels[i : i + batch_size].astype(np.float32)))
            for i in range(0, len(pixels), batch_size)]
     return bits_from_outputs(np.concatenate(out))
 
@@ -103,8 +106,8 @@ def originals(canvases: np.ndarray, framing: str = "none") -> np.ndarray:
     return np.stack([to_input(Image.fromarray(np.asarray(c), "RGB"), framing) for c in canvases])
 
 
-def validation_report(model: keras.Model, canvases: np.ndarray, families: Sequence[str], seed: int = 1234,
-                      framing: str = "none") -> dict[str, Any]:
+def validation_report(model: keras.Model | Callable[[np.ndarray], Any], canvases: np.ndarray, families: Sequence[str],
+                      seed: int = 1234, framing: str = "none") -> dict[str, Any]:
     """All metrics for ``model`` on ``canvases`` (``(n, 128, 128, 3)`` uint8), inputs framed as the model's."""
     base = predict_bits(model, originals(canvases, framing))
     report: dict[str, Any] = {"images": len(canvases), "framing": framing, "families": {}}
@@ -188,9 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     families: list[str] = args.families
     if args.version:
-        from silse_spark.model import get_model_spec, load_model
+        from silse_spark.model import TwinHasher, get_model_spec
 
-        model = load_model(args.version)
+        model = TwinHasher(args.version).outputs  # the version's views, as the job hashes
         label = args.version
         framing = get_model_spec(args.version).framing
     else:
