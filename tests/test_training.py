@@ -222,6 +222,47 @@ def test_training_step_with_a_memory_fills_it_with_the_batch_outputs() -> None:
         train_step(model, a, b, memory)
 
 
+def test_distill_loss_holds_every_row_to_its_originals_code() -> None:
+    """Loss ``distill``: y_true carries +-1 target codes; originals and copies are both held to them."""
+    objective = losses.PairObjective(kind="distill", pos_margin=0.5, weakest_bits_weight=1.0, weakest_bits_k=4)
+    targets = np.where(np.random.default_rng(2).random((4, 48)) < 0.5, -1.0, 1.0).astype(np.float32)
+    y_true = np.concatenate([targets, targets])
+    on_target = (y_true + 1) / 2                      # sigmoid outputs exactly at the target bits
+    assert float(objective(y_true, on_target)) == 0.0
+    off = on_target.copy()
+    off[5, 9] = 1 - off[5, 9]                          # copy 1 flips one bit: hinge 1.5 on one of 8 x 48 bits
+    assert float(objective(y_true, off)) == pytest.approx(1.5 / (8 * 48) + 1.5 / (8 * 4))
+    collapsed = np.full_like(on_target, 0.5)           # outputs at the threshold cost the margin everywhere
+    assert float(objective(y_true, collapsed)) == pytest.approx(0.5 + 0.5)
+
+
+def test_distill_steps_pull_copies_onto_the_target_codes() -> None:
+    model = build_trainable(_tiny_config(loss="distill", teacher="silse-v1f-r5", learning_rate=1e-3,
+                                         weakest_bits_weight=1.0))
+    a, b = _tiny_batch()
+    targets = np.where(np.random.default_rng(5).random((4, 48)) < 0.5, -1.0, 1.0).astype(np.float32)
+    first = train_step(model, a, b, targets=targets)
+    for _ in range(8):
+        last = train_step(model, a, b, targets=targets)
+    assert last < 0.5 * first
+    # Batch statistics as in the step (9 steps barely move the norms' running averages).
+    bits = np.asarray(model(np.concatenate([a, b]).astype(np.float32), training=True), np.float32) > 0.5
+    agreement = (bits == (np.concatenate([targets, targets]) > 0)).mean()
+    assert agreement > 0.9  # random targets the network could not have produced on its own (~0.5 before)
+
+
+def test_distillation_teacher_must_frame_as_the_student(standin_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from silse_spark.model import MODELS_DIR_ENV, PACKAGED_MODELS_DIR
+    from silse_spark.training.train import distillation_teacher
+
+    monkeypatch.setenv(MODELS_DIR_ENV, str(PACKAGED_MODELS_DIR))
+    assert distillation_teacher(get_config("v1")) is None
+    config = get_config("v1f-d1")
+    assert distillation_teacher(config).version == config.teacher
+    with pytest.raises(TrainConfigError, match="use the same framing"):
+        distillation_teacher(dataclasses.replace(config, framing="moments"))
+
+
 def test_checkpoint_round_trip_and_export(tmp_path: Path) -> None:
     config = _tiny_config()
     model = build_trainable(config)
@@ -316,6 +357,8 @@ def test_named_configs_are_valid_and_seed_follows_the_design() -> None:
         ({"memory_batches": -1}, "memory_batches -1"),
         ({"memory_batches": 4}, "needs loss 'v1'"),
         ({"memory_weight": -0.5}, "memory_weight"),
+        ({"loss": "distill"}, "needs a teacher"),
+        ({"teacher": "silse-v1f-r5"}, "needs a teacher"),
     ],
 )
 def test_config_validation_says_what_is_wrong(changes: dict[str, object], message: str) -> None:

@@ -244,6 +244,13 @@ class PairObjective(keras.losses.Loss):
     similar pair, original ``i`` and copy ``j != i`` different images. ``kind="seed"`` is the design's loss; ``kind="v1"`` the
     weighted sum of the silse-v1 terms.
 
+    ``kind="distill"`` (self-distillation to fixed codes): ``y_true`` holds,
+    for every row, the code of its original as a frozen teacher computes it,
+    as +-1 per bit; each row's signed outputs are held to it with the copy
+    margin (and the weakest-bits and quantisation terms where weighted). The
+    targets are data, so the codes cannot collapse: distinct originals keep
+    the teacher's distinct codes while their copies are pulled onto them.
+
     With ``memory_batches > 0`` (``kind="v1"`` only), ``y_true`` is not
     ignored but carries the negative memory, laid out by
     :meth:`silse_spark.training.train.NegativeMemory.targets`: column 0 the
@@ -274,8 +281,8 @@ class PairObjective(keras.losses.Loss):
         **kwargs: Any,
     ) -> None:
         super().__init__(name=name, **kwargs)
-        if kind not in ("seed", "v1"):
-            raise ValueError(f"loss kind {kind!r} unknown; expected 'seed' or 'v1'")
+        if kind not in ("seed", "v1", "distill"):
+            raise ValueError(f"loss kind {kind!r} unknown; expected 'seed', 'v1' or 'distill'")
         if memory_batches and kind != "v1":
             raise ValueError("a negative memory (memory_batches > 0) needs loss kind 'v1'")
         self.kind = kind
@@ -298,6 +305,8 @@ class PairObjective(keras.losses.Loss):
         out_a, out_b = y_pred[:half], y_pred[half:]
         if self.kind == "seed":
             return seed_batch_loss(out_a, out_b)
+        if self.kind == "distill":
+            return self._distill(ops.cast(y_true, "float32"), signed(y_pred))
         u_a, u_b = signed(out_a), signed(out_b)
         both = ops.concatenate([u_a, u_b], axis=0)
         loss = self.pos_weight * positive_margin_loss(u_a, u_b, self.pos_margin)
@@ -317,6 +326,16 @@ class PairObjective(keras.losses.Loss):
             loss = loss + self.decorrelation_weight * decorrelation_loss(both)
         if self.quantisation_weight:
             loss = loss + self.quantisation_weight * quantisation_loss(both)
+        return loss
+
+    def _distill(self, targets: Tensor, u: Tensor) -> Tensor:
+        """Every row (original and copy) held to its original's code in ``targets`` (+-1 per bit)."""
+        loss = self.pos_weight * positive_margin_loss(targets, u, self.pos_margin)
+        if self.weakest_bits_weight:
+            loss = loss + self.weakest_bits_weight * weakest_bits_loss(targets, u, self.pos_margin,
+                                                                       self.weakest_bits_k)
+        if self.quantisation_weight:
+            loss = loss + self.quantisation_weight * quantisation_loss(u)
         return loss
 
     def get_config(self) -> dict[str, Any]:

@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 SEED_FAMILY_NAMES = tuple(SEED_FAMILIES)
 ALL_FAMILY_NAMES = tuple(SEED_FAMILIES) + tuple(EXTRA_FAMILIES)
-LOSS_KINDS = ("seed", "v1")
+LOSS_KINDS = ("seed", "v1", "distill")
 
 
 class TrainConfigError(ValueError):
@@ -105,6 +105,7 @@ class TrainConfig:
     init_weights: str = ""
     init_trunk: str = ""
     framing: str = "none"
+    teacher: str = ""
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +146,9 @@ class TrainConfig:
             problems.append(f"memory_batches needs loss 'v1', not {self.loss!r}")
         if self.framing not in FRAMINGS:
             problems.append(f"framing {self.framing!r} is not one of {FRAMINGS}")
+        if (self.loss == "distill") != bool(self.teacher):
+            problems.append(f"loss 'distill' needs a teacher (a registered model version) and only it does; "
+                            f"got loss {self.loss!r} with teacher {self.teacher!r}")
         if self.checkpoint_minutes <= 0:
             problems.append(f"checkpoint_minutes {self.checkpoint_minutes} must be > 0")
         if problems:
@@ -340,6 +344,27 @@ CONFIGS["v1-r7"] = replace(
                  "fresh Adam at 1.5e-4 with 3x weight on the negative pairs and 3x on each row's hardest negative: "
                  "v1-r4's correction at 4x the in-batch negatives, to win back distinctness"),
 )
+CONFIGS["v1f-d1"] = replace(
+    CONFIGS["v1f-2"],
+    name="v1f-d1",
+    loss="distill",
+    teacher="silse-v1f-r5",
+    init_weights="silse-v1f-r5",
+    framing="moments-bleed-white",
+    anchor_alter_prob=0.0,
+    pos_weight=1.0,
+    weakest_bits_weight=1.0,
+    balance_weight=0.0,
+    decorrelation_weight=0.0,
+    quantisation_weight=0.0,
+    batch_size=128,
+    learning_rate=1e-4,
+    seed=14,
+    description=("self-distillation to fixed codes: from silse-v1f-r5 (weights and framing), every original and "
+                 "its copy held to the code silse-v1f-r5 gives the original (margin 0.6, plus each row's 4 "
+                 "weakest bits), Adam 1e-4 at batch 128; no negatives are needed since the targets are data, so "
+                 "the codes cannot collapse, which the pair losses' continuations did"),
+)
 """Named configurations, selected with ``--config``."""
 
 
@@ -482,14 +507,18 @@ class NegativeMemory:
 
 
 def train_step(model: keras.Model, a: np.ndarray, b: np.ndarray, memory: NegativeMemory | None = None,
-               ids: np.ndarray | None = None) -> float:
+               ids: np.ndarray | None = None, targets: np.ndarray | None = None) -> float:
     """One optimisation step on a batch of originals ``a`` and copies ``b`` (uint8 images).
 
     With ``memory`` (and the rows' source ``ids``), the objective also gets the
     memory as negatives, and afterwards the batch's signed outputs (inference
-    mode, after the update) are pushed into it, originals and copies.
+    mode, after the update) are pushed into it, originals and copies. With
+    ``targets`` (``(batch, bits)``, +-1: the originals' codes for loss
+    ``distill``), each original and its copy are held to their row.
     """
     x = np.concatenate([a, b], axis=0).astype(np.float32)
+    if targets is not None:
+        return float(np.asarray(model.train_on_batch(x, np.concatenate([targets, targets]).astype(np.float32))))
     if memory is None:
         y = np.zeros((len(x), 1), np.float32)
         return float(np.asarray(model.train_on_batch(x, y)))
@@ -564,6 +593,22 @@ STOP = threading.Event()
 """Set by SIGTERM/SIGINT in :func:`main`: the loop stops after the current step and checkpoints."""
 
 
+def distillation_teacher(config: TrainConfig) -> Any:
+    """The frozen model whose codes of the originals are the targets of loss ``distill`` (else None)."""
+    if not config.teacher:
+        return None
+    from silse_spark.model import TwinHasher, get_model_spec
+
+    spec = get_model_spec(config.teacher)
+    if spec.framing != config.framing:
+        raise TrainConfigError(f"configuration {config.name!r} frames its images with {config.framing!r} but its "
+                               f"teacher {spec.version!r} with {spec.framing!r}; the targets must be codes of the "
+                               f"inputs the model sees: use the same framing")
+    log.info("distillation targets: the codes of %s (framing %s, views %s)", spec.version, spec.framing,
+             "+".join(spec.views))
+    return TwinHasher(spec.version, batch_size=config.batch_size)
+
+
 def train(
     config: TrainConfig,
     data_dir: Path,
@@ -615,6 +660,7 @@ def train(
                           anchor_alter_prob=config.anchor_alter_prob, max_chain=config.max_chain,
                           with_ids=config.memory_batches > 0, framing=config.framing)
     memory = NegativeMemory(config.memory_batches, 2 * config.batch_size) if config.memory_batches else None
+    teacher = distillation_teacher(config)
     log.info("training %s (%s, %d params) on %d images, batch %d", config.name, config.architecture,
              model.count_params(), len(canvases), config.batch_size)
     if memory is not None:
@@ -637,7 +683,8 @@ def train(
             break
         a, b, *ids = next(stream)
         t0 = time.time()
-        loss = train_step(model, a, b, memory, ids[0] if ids else None)
+        targets = None if teacher is None else np.where(teacher.outputs(a) > 0.5, 1.0, -1.0)
+        loss = train_step(model, a, b, memory, ids[0] if ids else None, targets)
         state.step += 1
         state.pairs += 2 * config.batch_size  # batch similar + batch different pairs
         state.seconds += time.time() - t0
