@@ -365,6 +365,16 @@ CONFIGS["v1f-d1"] = replace(
                  "weakest bits), Adam 1e-4 at batch 128; no negatives are needed since the targets are data, so "
                  "the codes cannot collapse, which the pair losses' continuations did"),
 )
+CONFIGS["v1f-d2"] = replace(
+    CONFIGS["v1f-d1"],
+    name="v1f-d2",
+    init_weights="",
+    init_from="v1f-d1",
+    learning_rate=3e-4,
+    seed=15,
+    description=("v1f-d1 continued at 3x the learning rate (Adam 3e-4, fresh), same teacher and targets "
+                 "(silse-v1f-r5's codes of the originals): v1f-d1's loss stopped falling after ~50 steps at 1e-4"),
+)
 """Named configurations, selected with ``--config``."""
 
 
