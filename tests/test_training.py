@@ -224,7 +224,8 @@ def test_training_step_with_a_memory_fills_it_with_the_batch_outputs() -> None:
 
 def test_distill_loss_holds_every_row_to_its_originals_code() -> None:
     """Loss ``distill``: y_true carries +-1 target codes; originals and copies are both held to them."""
-    objective = losses.PairObjective(kind="distill", pos_margin=0.5, weakest_bits_weight=1.0, weakest_bits_k=4)
+    objective = losses.PairObjective(kind="distill", pos_margin=0.5, neg_weight=0.0, weakest_bits_weight=1.0,
+                                        weakest_bits_k=4)
     targets = np.where(np.random.default_rng(2).random((4, 48)) < 0.5, -1.0, 1.0).astype(np.float32)
     y_true = np.concatenate([targets, targets])
     on_target = (y_true + 1) / 2                      # sigmoid outputs exactly at the target bits
@@ -234,6 +235,14 @@ def test_distill_loss_holds_every_row_to_its_originals_code() -> None:
     assert float(objective(y_true, off)) == pytest.approx(1.5 / (8 * 48) + 1.5 / (8 * 4))
     collapsed = np.full_like(on_target, 0.5)           # outputs at the threshold cost the margin everywhere
     assert float(objective(y_true, collapsed)) == pytest.approx(0.5 + 0.5)
+    # With negatives: the same targets, one copy identical to another original costs v1's negative term too.
+    negatives = losses.PairObjective(kind="distill", pos_margin=0.5, neg_weight=1.0, hard_weight=0.0)
+    same = on_target.copy()
+    same[4:] = on_target[:4][[1, 0, 2, 3]]             # copies 0 and 1 swapped: each equals the other's original
+    expected = float(losses.positive_margin_loss(f32(y_true), 2 * same - 1, 0.5)) + float(
+        losses.negative_similarity_loss(f32(2 * on_target[:4] - 1), f32(2 * same[4:] - 1), 0.0, 0.0))
+    assert float(negatives(y_true, same)) == pytest.approx(expected)
+    assert float(negatives(y_true, same)) > float(negatives(y_true, on_target))
 
 
 def test_distill_steps_pull_copies_onto_the_target_codes() -> None:

@@ -250,6 +250,8 @@ class PairObjective(keras.losses.Loss):
     margin (and the weakest-bits and quantisation terms where weighted). The
     targets are data, so the codes cannot collapse: distinct originals keep
     the teacher's distinct codes while their copies are pulled onto them.
+    With ``neg_weight > 0`` the in-batch negative term of ``v1`` is added, to
+    keep images other than the targets' apart as well.
 
     With ``memory_batches > 0`` (``kind="v1"`` only), ``y_true`` is not
     ignored but carries the negative memory, laid out by
@@ -306,7 +308,12 @@ class PairObjective(keras.losses.Loss):
         if self.kind == "seed":
             return seed_batch_loss(out_a, out_b)
         if self.kind == "distill":
-            return self._distill(ops.cast(y_true, "float32"), signed(y_pred))
+            u = signed(y_pred)
+            loss = self._distill(ops.cast(y_true, "float32"), u)
+            if self.neg_weight:
+                loss = loss + self.neg_weight * negative_similarity_loss(u[:half], u[half:], self.neg_margin,
+                                                                         self.hard_weight)
+            return loss
         u_a, u_b = signed(out_a), signed(out_b)
         both = ops.concatenate([u_a, u_b], axis=0)
         loss = self.pos_weight * positive_margin_loss(u_a, u_b, self.pos_margin)
