@@ -397,7 +397,8 @@ CONFIGS["v1f-d4"] = replace(
     description=("v1f-d3 continued from its checkpoint (step 3,481 on 2026-12-01) with twice the in-batch "
                  "negative weight (2, hardest negative 1.5), same teacher and targets: resumed for 85 min, "
                  "v1f-d3 raised exact recall on make eval (0.472 -> 0.481) but exact false matches 6x "
-                 "(3.8e-6 -> 2.2e-5)"),
+                 "(3.8e-6 -> 2.2e-5). Measured: collapsed within 12 min, every output at 0.5, which the "
+                 "margin-0 negative term does not penalise (model card)"),
 )
 """Named configurations, selected with ``--config``."""
 
