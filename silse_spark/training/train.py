@@ -400,6 +400,15 @@ CONFIGS["v1f-d4"] = replace(
                  "(3.8e-6 -> 2.2e-5). Measured: collapsed within 12 min, every output at 0.5, which the "
                  "margin-0 negative term does not penalise (model card)"),
 )
+CONFIGS["v1f-d5"] = replace(
+    CONFIGS["v1f-d4"],
+    name="v1f-d5",
+    quantisation_weight=1.0,
+    seed=18,
+    description=("v1f-d4 (v1f-d3's checkpoint, negative weight 2) plus the quantisation term at weight 1, "
+                 "which costs outputs at 0.5 what the margin-0 negative term does not: the test of whether "
+                 "that stops v1f-d4's collapse"),
+)
 """Named configurations, selected with ``--config``."""
 
 
