@@ -33,6 +33,7 @@ setup(
         "bench": ["psutil>=5.9", "py-spy>=0.3.14"],
         "dev": [
             "pytest>=8",
+            "pytest-xdist>=3.5",
             "hypothesis>=6.100",
             "ruff>=0.6",
             "mypy>=1.10",

@@ -24,7 +24,7 @@ import logging
 import os
 import platform
 import shutil
-import subprocess  # nosec B404 - runs spark-submit with a fixed argument list
+import subprocess  # nosec B404  # runs spark-submit with a fixed argument list
 import sys
 import time
 from collections.abc import Callable

@@ -22,7 +22,7 @@ import logging
 import os
 import platform
 import shutil
-import subprocess  # nosec B404 - runs spark-submit and py-spy with fixed argument lists
+import subprocess  # nosec B404  # runs spark-submit and py-spy with fixed argument lists
 import sys
 import time
 from collections import Counter

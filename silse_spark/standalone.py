@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import socket
-import subprocess  # nosec B404 - starts Spark's own launcher with fixed arguments
+import subprocess  # nosec B404  # starts Spark's own launcher with fixed arguments
 import sys
 import time
 import urllib.request
@@ -49,7 +49,7 @@ class StandaloneCluster:
 
         env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1",
                "SPARK_HOME": os.environ.get("SPARK_HOME", os.path.dirname(pyspark.__file__))}
-        proc = subprocess.Popen(  # nosec B603 - Spark's launcher, fixed arguments, no shell
+        proc = subprocess.Popen(  # nosec B603  # Spark's launcher, fixed arguments, no shell
             [self.spark_class, *args], stdout=log_file, stderr=subprocess.STDOUT, env=env,
             start_new_session=True)
         self.processes.append(proc)

@@ -47,7 +47,7 @@ import logging
 import os
 import re
 import shutil
-import subprocess  # nosec B404 - fixed argument lists, no shell
+import subprocess  # nosec B404  # fixed argument lists, no shell
 import sys
 import time
 from collections import Counter
