@@ -13,9 +13,12 @@ from the same image's (:class:`silse_spark.training.train.NegativeMemory`).
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -119,7 +122,7 @@ class PairBatches:
             yield self.labelled_batch() if self.with_ids else self.batch()
 
 
-def prefetch(batches: PairBatches, depth: int = 4) -> Iterator[tuple[np.ndarray, ...]]:
+def prefetch(batches: PairBatches, depth: int = 4) -> Generator[tuple[np.ndarray, ...], None, None]:
     """Produce batches on a background thread (PIL releases the GIL while resampling)."""
     q: queue.Queue[tuple[np.ndarray, ...]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -142,3 +145,71 @@ def prefetch(batches: PairBatches, depth: int = 4) -> Iterator[tuple[np.ndarray,
             yield q.get()
     finally:
         stop.set()
+
+
+def worker_seed(seed: int, worker: int) -> int:
+    """The batch-stream seed of pair worker ``worker`` of a run seeded ``seed``: independent streams per worker.
+
+    >>> worker_seed(5, 0) == worker_seed(5, 0), worker_seed(5, 0) == worker_seed(5, 1)
+    (True, False)
+    """
+    return int(np.random.SeedSequence([seed, worker]).generate_state(1)[0])
+
+
+def _pair_worker(corpus: str, seed: int, options: dict[str, Any], out: Any, stop: Any) -> None:
+    """Body of one pair-generating process: its own :class:`PairBatches` over the memory-mapped corpus."""
+    out.cancel_join_thread()  # exit without flushing batches nobody will read
+    batches = PairBatches(np.load(corpus, mmap_mode="r"), seed=seed, **options)
+    for item in batches:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        if stop.is_set():
+            return
+
+
+def parallel_batches(corpus: Path, workers: int, seed: int, depth: int = 4, **options: Any
+                     ) -> Generator[tuple[np.ndarray, ...], None, None]:
+    """Batches from ``workers`` processes, each a :class:`PairBatches` seeded ``worker_seed(seed, k)``.
+
+    For machines whose cores outnumber what the training step uses (a GPU
+    machine: one background thread makes a few hundred pairs per second, the
+    GPU consumes thousands). ``corpus`` is the ``train.npy`` file, memory-mapped
+    by each worker (nothing is copied to them); ``options`` are
+    :class:`PairBatches`' other arguments. Batches are taken from the workers
+    in turn (batch ``i`` from worker ``i % workers``), so the stream is the
+    same on every run with the same seed and worker count, whatever the
+    workers' speeds. Workers are started with ``spawn`` (no copy of the
+    parent's TensorFlow or JAX state) and stopped when the iterator is closed.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    queues = [context.Queue(maxsize=depth) for _ in range(workers)]
+    procs = [context.Process(target=_pair_worker, name=f"pair-worker-{k}", daemon=True,
+                             args=(str(corpus), worker_seed(seed, k), options, queues[k], stop))
+             for k in range(workers)]
+    for proc in procs:
+        proc.start()
+    try:
+        k = 0
+        while True:
+            try:
+                item = queues[k].get(timeout=10)
+            except queue.Empty:
+                if not procs[k].is_alive():
+                    raise RuntimeError(f"pair worker {k} exited with code {procs[k].exitcode}; "
+                                       f"its traceback is above") from None
+                continue
+            yield item
+            k = (k + 1) % workers
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()

@@ -661,13 +661,17 @@ def train(
     steps: int | None,
     resume: bool,
     snapshot_minutes: float | None = None,
+    workers: int = 1,
 ) -> tuple[keras.Model, TrainState]:
     """Train until ``minutes`` (this run) or ``steps`` (total) is reached; checkpoint on the way.
 
     With ``snapshot_minutes``, also keep the weights every that many minutes
-    and at the end (:func:`save_snapshot`).
+    and at the end (:func:`save_snapshot`). ``workers`` > 1 makes the pairs in
+    that many processes (:func:`silse_spark.training.pairs.parallel_batches`,
+    for a GPU machine); 1 makes them on one background thread, the stream of
+    every run so far.
     """
-    from silse_spark.training.pairs import PairBatches, prefetch
+    from silse_spark.training.pairs import PairBatches, parallel_batches, prefetch
 
     canvases = np.load(data_dir / "train.npy", mmap_mode="r")
     model = build_trainable(config)
@@ -700,9 +704,10 @@ def train(
                  len(copied), config.init_trunk, ", ".join(copied))
     elif resume:
         log.warning("--resume: no checkpoint in %s, starting fresh", checkpoint_dir)
-    batches = PairBatches(canvases, config.families, config.batch_size, seed=config.seed + 7919 * state.step,
-                          anchor_alter_prob=config.anchor_alter_prob, max_chain=config.max_chain,
-                          with_ids=config.memory_batches > 0, framing=config.framing)
+    options: dict[str, Any] = dict(families=config.families, batch_size=config.batch_size,
+                                   anchor_alter_prob=config.anchor_alter_prob, max_chain=config.max_chain,
+                                   with_ids=config.memory_batches > 0, framing=config.framing)
+    seed = config.seed + 7919 * state.step
     memory = NegativeMemory(config.memory_batches, 2 * config.batch_size) if config.memory_batches else None
     teacher = distillation_teacher(config)
     log.info("training %s (%s, %d params) on %d images, batch %d", config.name, config.architecture,
@@ -716,7 +721,11 @@ def train(
     last_log = started
     window: list[float] = []
     budget_s = None if minutes is None else minutes * 60.0
-    stream = prefetch(batches)
+    if workers > 1:
+        log.info("pairs from %d worker processes", workers)
+        stream = parallel_batches(data_dir / "train.npy", workers, seed, **options)
+    else:
+        stream = prefetch(PairBatches(canvases, seed=seed, **options))
     while True:
         if steps is not None and state.step >= steps:
             break
@@ -749,6 +758,7 @@ def train(
         if snapshot_minutes is not None and now - last_snapshot >= snapshot_minutes * 60:
             save_snapshot(model, state, checkpoint_dir)
             last_snapshot = time.time()
+    stream.close()  # stops the pair thread or processes
     save_checkpoint(model, state, config, checkpoint_dir)
     if snapshot_minutes is not None:
         save_snapshot(model, state, checkpoint_dir)
@@ -840,6 +850,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "latest weights")
     parser.add_argument("--stable-order", action="store_true",
                         help="order exported bits by stability on validation copies (most stable first)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="processes making training pairs (default 1: one background thread); on a GPU "
+                             "machine, about its CPU count")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -856,8 +869,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.export_only:
         if args.snapshot_minutes is not None and args.snapshot_minutes <= 0:
             parser.error(f"--snapshot-minutes must be > 0, got {args.snapshot_minutes}")
+        if args.workers < 1:
+            parser.error(f"--workers must be at least 1, got {args.workers}")
         _, state = train(config, args.data, checkpoint_dir, args.minutes, args.steps, args.resume,
-                         args.snapshot_minutes)
+                         args.snapshot_minutes, args.workers)
     else:
         raw = json.loads((checkpoint_dir / "state.json").read_text(encoding="utf-8"))["state"]
         state = TrainState(**raw)
