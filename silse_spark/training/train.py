@@ -409,6 +409,15 @@ CONFIGS["v1f-d5"] = replace(
                  "which costs outputs at 0.5 what the margin-0 negative term does not: the test of whether "
                  "that stops v1f-d4's collapse"),
 )
+CONFIGS["v1f-d6"] = replace(
+    CONFIGS["v1f-d3"],
+    name="v1f-d6",
+    teacher="silse-v1f-r8",
+    seed=19,
+    description=("v1f-d3 (from silse-v1f-r5's weights, in-batch negatives) with silse-v1f-r8 as the teacher: "
+                 "r5's weights averaged over the identity and mirror views, so the targets are mirror-invariant "
+                 "and the student is taught in one pass what r8 computes in two"),
+)
 """Named configurations, selected with ``--config``."""
 
 
