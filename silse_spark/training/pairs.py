@@ -122,23 +122,25 @@ class PairBatches:
             yield self.labelled_batch() if self.with_ids else self.batch()
 
 
+def _feed(batches: PairBatches, out: Any, stop: Any) -> None:
+    """Put ``batches`` into the queue ``out`` (a thread's or a process's) until ``stop`` is set."""
+    for item in batches:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        if stop.is_set():
+            return
+
+
 def prefetch(batches: PairBatches, depth: int = 4) -> Generator[tuple[np.ndarray, ...], None, None]:
     """Produce batches on a background thread (PIL releases the GIL while resampling)."""
     q: queue.Queue[tuple[np.ndarray, ...]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def work() -> None:
-        for item in batches:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
-                return
-
-    thread = threading.Thread(target=work, name="pair-batches", daemon=True)
+    thread = threading.Thread(target=_feed, args=(batches, q, stop), name="pair-batches", daemon=True)
     thread.start()
     try:
         while True:
@@ -159,16 +161,7 @@ def worker_seed(seed: int, worker: int) -> int:
 def _pair_worker(corpus: str, seed: int, options: dict[str, Any], out: Any, stop: Any) -> None:
     """Body of one pair-generating process: its own :class:`PairBatches` over the memory-mapped corpus."""
     out.cancel_join_thread()  # exit without flushing batches nobody will read
-    batches = PairBatches(np.load(corpus, mmap_mode="r"), seed=seed, **options)
-    for item in batches:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.5)
-                break
-            except queue.Full:
-                continue
-        if stop.is_set():
-            return
+    _feed(PairBatches(np.load(corpus, mmap_mode="r"), seed=seed, **options), out, stop)
 
 
 def parallel_batches(corpus: Path, workers: int, seed: int, depth: int = 4, **options: Any
