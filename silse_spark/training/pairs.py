@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import queue
+import signal
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
@@ -160,6 +161,7 @@ def worker_seed(seed: int, worker: int) -> int:
 
 def _pair_worker(corpus: str, seed: int, options: dict[str, Any], out: Any, stop: Any) -> None:
     """Body of one pair-generating process: its own :class:`PairBatches` over the memory-mapped corpus."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the trainer stops the workers
     out.cancel_join_thread()  # exit without flushing batches nobody will read
     _feed(PairBatches(np.load(corpus, mmap_mode="r"), seed=seed, **options), out, stop)
 
