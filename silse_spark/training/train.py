@@ -416,7 +416,8 @@ CONFIGS["v1f-d6"] = replace(
     seed=19,
     description=("v1f-d3 (from silse-v1f-r5's weights, in-batch negatives) with silse-v1f-r8 as the teacher: "
                  "r5's weights averaged over the identity and mirror views, so the targets are mirror-invariant "
-                 "and the student is taught in one pass what r8 computes in two"),
+                 "and the student is taught in one pass what r8 computes in two. Measured (55 min, step 2,147): "
+                 "seed exact 0.467, mirrored copies 0.391, exact FMR 1.4e-5 on make eval's suite; not shipped"),
 )
 """Named configurations, selected with ``--config``."""
 
