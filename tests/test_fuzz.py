@@ -26,8 +26,12 @@ def test_decoder_survives_fuzzing(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     shutil.copytree(HERE / "data" / "hostile", corpus)
     seconds = int(os.environ.get("SILSE_FUZZ_SECONDS", "45"))
+    # libFuzzer's -rss_limit_mb reads the process's peak RSS, which Linux carries over from the forking
+    # process through exec: started straight from a pytest (or xdist) process holding 2 GB of TensorFlow
+    # and Spark, the fuzzer starts "out of memory". A shell in between forks it afresh (peak: its own).
     proc = subprocess.run(
-        [sys.executable, str(HERE / "fuzz" / "fuzz_decode.py"), str(corpus),
+        ["/bin/sh", "-c", '"$@"; exit $?', "sh",
+         sys.executable, str(HERE / "fuzz" / "fuzz_decode.py"), str(corpus),
          f"-max_total_time={seconds}", f"-rss_limit_mb={FUZZER_RSS_LIMIT_MB}", "-timeout=30",
          f"-artifact_prefix={tmp_path}/"],
         capture_output=True, text=True, timeout=seconds + 120, check=False,
