@@ -419,6 +419,17 @@ CONFIGS["v1f-d6"] = replace(
                  "and the student is taught in one pass what r8 computes in two. Measured (55 min, step 2,147): "
                  "seed exact 0.467, mirrored copies 0.391, exact FMR 1.4e-5 on make eval's suite; not shipped"),
 )
+CONFIGS["v1f-d7"] = replace(
+    CONFIGS["v1f-d3"],
+    name="v1f-d7",
+    teacher="silse-v1f-r10",
+    init_weights="silse-v1f-r10",
+    seed=20,
+    description=("v1f-d3's objective one generation on: from silse-v1f-r10 (the average of v1f-d3's snapshots), "
+                 "every original and its copy held to silse-v1f-r10's code of the original, in-batch negatives "
+                 "(weight 1, hardest 1.5); its snapshots are for averaging (silse_spark.training.average) before "
+                 "step ~3,500, where v1f-d3 began to drift towards all outputs at 0.5"),
+)
 """Named configurations, selected with ``--config``."""
 
 
