@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from silse_spark.model import MODELS_DIR
-from silse_spark.training.train import TrainConfig, TrainConfigError, float32_model, get_config, register_model
+from silse_spark.training.train import TrainConfig, float32_model, parse_with_config, register_model
 
 if TYPE_CHECKING:
     import keras
@@ -118,12 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="write MODELS_DIR/VERSION.weights.h5 and register it")
     parser.add_argument("--default", action="store_true", help="make the exported version the registry default")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="where weights and registry.json go")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = get_config(args.config)
-    except TrainConfigError as exc:
-        parser.error(str(exc))
+    args, config = parse_with_config(parser, argv)
     if args.bn_batches < 0:
         parser.error(f"--bn-batches must be 0 or more, got {args.bn_batches}")
     try:

@@ -851,6 +851,18 @@ def export(config: TrainConfig, checkpoint_dir: Path, version: str, description:
     return target
 
 
+def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None
+                      ) -> tuple[argparse.Namespace, TrainConfig]:
+    """Parse ``argv`` (which has ``--config``), set up logging, and look the configuration up; an unknown name is a
+    usage error that lists the known ones."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args, get_config(args.config)
+    except TrainConfigError as exc:
+        parser.error(str(exc))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train a silse hashing model.")
     parser.add_argument("--config", default="seed", help=f"one of {sorted(CONFIGS)}")
@@ -874,12 +886,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="processes making training pairs (default 1: one background thread); on a GPU "
                              "machine, about its CPU count")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = get_config(args.config)
-    except TrainConfigError as exc:
-        parser.error(str(exc))
+    args, config = parse_with_config(parser, argv)
     if args.minutes is None and args.steps is None and not args.export_only:
         args.minutes = 30.0
         log.info("no --minutes/--steps given: training for %.0f minutes", args.minutes)
