@@ -123,3 +123,12 @@ def test_missing_snapshot_is_named_with_the_ones_there(run: Path, capsys: pytest
     err = capsys.readouterr().err
     assert "no step-000300.weights.h5" in err and "step-000100.weights.h5, step-000200.weights.h5" in err
     assert not (run / "models" / "avg-r4.weights.h5").exists()
+
+
+def test_missing_corpus_is_named_before_any_work(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (run / "train.npy").unlink()
+    with pytest.raises(SystemExit):
+        main(_argv(run, "--steps", "100", "200", "--export", "avg-r5"))
+    err = capsys.readouterr().err
+    assert "train.npy" in err and "make data" in err and "--bn-batches 0" in err
+    assert not (run / "models" / "avg-r5.weights.h5").exists()

@@ -72,9 +72,7 @@ def snapshot_paths(checkpoint_dir: Path, steps: Sequence[int]) -> list[Path]:
 
 def average_snapshots(config: TrainConfig, paths: Sequence[Path]) -> keras.Model:
     """A float32 model of ``config``'s architecture holding the mean of the snapshots' weights (statistics too)."""
-    weight_lists = []
-    for path in paths:
-        weight_lists.append(float32_model(config, path).get_weights())
+    weight_lists = [float32_model(config, path).get_weights() for path in paths]
     model = float32_model(config, paths[0])
     model.set_weights(mean_weights(weight_lists))
     return model
@@ -125,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = snapshot_paths(args.checkpoints / config.name, args.steps)
     except FileNotFoundError as exc:
         parser.error(str(exc))
+    if args.bn_batches and not (args.data / "train.npy").is_file():
+        parser.error(f"no {args.data / 'train.npy'}: the batch-norm statistics are recomputed from the training corpus; "
+                     "build it with `make data`, or pass --bn-batches 0 to keep the averaged statistics")
     model = average_snapshots(config, paths)
     log.info("averaged %d snapshots of %s: steps %s", len(paths), config.name, ", ".join(map(str, args.steps)))
     batch_size = args.batch_size or config.batch_size
