@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from silse_spark.training.pack import PackError, main, pack, unpack
+from silse_spark.training.pack import CARRY_MIB, MARGIN_MIB, PackError, carry_room_mib, main, pack, unpack
 from silse_spark.training.pairs import PairBatches, parallel_batches, worker_seed
 
 
@@ -43,6 +44,34 @@ def test_pack_budget_and_disjoint_parts(corpus: Path, tmp_path: Path) -> None:
     # Every canvas exactly once across the parts.
     key = {c.tobytes() for c in canvases}
     assert len(together) == len(canvases) and {c.tobytes() for c in together} == key
+
+
+def test_default_budget_is_what_a_device_call_has_left(corpus: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "work" / "device").mkdir(parents=True)
+    (repo / "weights.bin").write_bytes(bytes(2**20))  # 1 MiB tracked
+    (repo / "untracked.bin").write_bytes(bytes(2**20))  # neither tracked nor carried: not counted
+    (repo / ".whl").mkdir()
+    (repo / ".whl" / "keras.whl").write_bytes(bytes(2**19))  # 0.5 MiB carried
+    (repo / "work" / "device" / "old-pack.npz").write_bytes(bytes(2**18))  # 0.25 MiB, about to be rewritten
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "weights.bin"], check=True)
+    room = carry_room_mib(repo)
+    assert room == pytest.approx(CARRY_MIB - 1 - 0.5 - 0.25 - MARGIN_MIB)
+    assert carry_room_mib(repo, exclude=repo / "work" / "device" / "old-pack.npz") == pytest.approx(room + 0.25)
+    assert carry_room_mib(tmp_path / "elsewhere") is None
+    # The command fills that room by default, and outside a checkout asks for --max-mib.
+    monkeypatch.chdir(repo)
+    assert main(["pack", "--data", str(corpus), "--output", "work/device/old-pack.npz"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == len(np.load(corpus / "train.npy"))  # every demo avatar fits in ~62 MiB
+    monkeypatch.chdir(tmp_path)
+    assert main(["pack", "--data", str(corpus), "--output", "p.npz"]) == 2
+    assert "--max-mib" in capsys.readouterr().err
 
 
 def test_damaged_or_foreign_packs_are_refused(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

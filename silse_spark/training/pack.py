@@ -10,9 +10,12 @@ writes a deterministic random sample of the canvases, each as lossless WebP
 SHA-256 of the raw pixels it holds, and ``unpack`` checks it, so the
 canvases trained on there are bit for bit the ones packed here.
 
-The upload budget is shared with the repository's tracked files (about 45 MB,
-mostly model weights), so one pack of the default 16 MiB holds about 5,000
-canvases. ``--parts P --part K`` splits the corpus's random order into ``P``
+The upload budget is shared with the repository's tracked files (54 MiB on
+2026-12-02, mostly model weights) and everything else carried (the wheels in
+``.whl``, the rest of ``work/device``), so by default ``pack`` measures what
+is left (:func:`carry_room_mib`: ``git ls-files`` plus those paths, less a
+1 MiB margin) and fills that: about 6.4 MiB, some 2,000 canvases, on
+2026-12-02. ``--parts P --part K`` splits the corpus's random order into ``P``
 disjoint parts, one pack each, to carry in successive calls and unpack together.
 
 Usage::
@@ -41,6 +44,7 @@ import hashlib
 import io
 import json
 import logging
+import subprocess  # nosec B404  # git ls-files only, argument list without a shell
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +61,37 @@ FORMAT = "silse-train-pack-1"
 
 class PackError(ValueError):
     """A pack that is missing, of another format, or whose pixels do not match their checksum."""
+
+
+CARRY_MIB = 64.0
+"""What one call to the lent GPU machine carries: the repository's tracked files plus the ignored paths named."""
+MARGIN_MIB = 1.0
+"""Left free by :func:`carry_room_mib` (the pack's index and archive overhead, files added before the call)."""
+CARRIED = (Path(".whl"), Path("work/device"))
+"""What ``scripts/device_train.sh`` needs carried besides the tracked files."""
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+def carry_room_mib(repo: Path, carried: Sequence[Path] = CARRIED, exclude: Path | None = None) -> float | None:
+    """MiB left for a pack in one device call: :data:`CARRY_MIB` less the tracked files of the git checkout
+    ``repo``, the ``carried`` paths (relative to ``repo``; ``exclude``, the pack about to be rewritten, not
+    counted) and :data:`MARGIN_MIB`. ``None`` when ``repo`` is not a git checkout (or git is missing)."""
+    try:
+        listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z"],  # nosec B603 B607  # fixed arguments
+                                capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    tracked = sum(_size(repo / name) for name in listed.decode("utf-8", "replace").split("\0") if name)
+    other = sum(_size(repo / path) for path in carried)
+    if exclude is not None and exclude.is_file() and any(
+            exclude.resolve().is_relative_to((repo / path).resolve()) for path in carried):
+        other -= exclude.stat().st_size
+    return (CARRY_MIB * 2**20 - tracked - other) / 2**20 - MARGIN_MIB
 
 
 def encode_canvas(canvas: np.ndarray) -> bytes:
@@ -174,7 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("pack", help="write a pack of a corpus's train.npy")
     p.add_argument("--data", type=Path, required=True, help="corpus folder from `make data`")
     p.add_argument("--output", type=Path, required=True, help="the .npz to write")
-    p.add_argument("--max-mib", type=float, default=16.0, help="image bytes at most (default 16)")
+    p.add_argument("--max-mib", type=float, default=None,
+                   help=f"image bytes at most (default: what one device call has left of its {CARRY_MIB:g} MiB "
+                        "after the tracked files, .whl and the rest of work/device, less 1 MiB)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--part", type=int, default=0, help="which of --parts disjoint parts to pack (default 0)")
     p.add_argument("--parts", type=int, default=1, help="number of disjoint parts (default 1)")
@@ -185,7 +222,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "pack":
-            summary = pack(args.data, args.output, args.max_mib, args.seed, args.part, args.parts)
+            max_mib = args.max_mib
+            if max_mib is None:
+                room = carry_room_mib(Path.cwd(), exclude=args.output)
+                if room is None:
+                    raise PackError("not in a git checkout, so the room left in a device call is unknown: run from "
+                                    "the repository root or give --max-mib")
+                if room < 1:
+                    raise PackError(f"one device call carries {CARRY_MIB:g} MiB and the tracked files, .whl and "
+                                    f"work/device leave {room + MARGIN_MIB:.1f} MiB: remove other packs from "
+                                    "work/device, or give --max-mib")
+                max_mib = room
+                log.info("%.1f MiB left in a device call after the tracked files and the carried paths", room)
+            summary = pack(args.data, args.output, max_mib, args.seed, args.part, args.parts)
         else:
             summary = unpack(args.pack, args.data)
     except PackError as exc:
