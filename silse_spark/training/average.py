@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from silse_spark.model import MODELS_DIR
-from silse_spark.training.train import TrainConfig, float32_model, parse_with_config, register_model
+from silse_spark.training.train import (
+    TrainConfig,
+    float32_model,
+    pair_options,
+    parse_with_config,
+    register_model,
+    snapshot_path,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -61,7 +68,7 @@ def mean_weights(weight_lists: Sequence[Sequence[np.ndarray]]) -> list[np.ndarra
 
 def snapshot_paths(checkpoint_dir: Path, steps: Sequence[int]) -> list[Path]:
     """``checkpoint_dir/snapshots/step-NNNNNN.weights.h5`` for each step; a clear error naming the missing ones."""
-    paths = [checkpoint_dir / "snapshots" / f"step-{step:06d}.weights.h5" for step in steps]
+    paths = [snapshot_path(checkpoint_dir, step) for step in steps]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         have = sorted(p.name for p in (checkpoint_dir / "snapshots").glob("step-*.weights.h5"))
@@ -72,8 +79,8 @@ def snapshot_paths(checkpoint_dir: Path, steps: Sequence[int]) -> list[Path]:
 
 def average_snapshots(config: TrainConfig, paths: Sequence[Path]) -> keras.Model:
     """A float32 model of ``config``'s architecture holding the mean of the snapshots' weights (statistics too)."""
-    weight_lists = [float32_model(config, path).get_weights() for path in paths]
     model = float32_model(config, paths[0])
+    weight_lists = [model.get_weights()] + [float32_model(config, path).get_weights() for path in paths[1:]]
     model.set_weights(mean_weights(weight_lists))
     return model
 
@@ -133,9 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from silse_spark.training.pairs import PairBatches, prefetch
 
         canvases = np.load(args.data / "train.npy", mmap_mode="r")
-        stream = prefetch(PairBatches(canvases, families=config.families, batch_size=batch_size, seed=args.seed,
-                                      anchor_alter_prob=config.anchor_alter_prob, max_chain=config.max_chain,
-                                      framing=config.framing))
+        stream = prefetch(PairBatches(canvases, seed=args.seed, **{**pair_options(config), "batch_size": batch_size}))
         try:
             norms = recompute_batch_norm(model, stream, args.bn_batches)
         finally:

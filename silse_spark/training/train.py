@@ -621,6 +621,11 @@ def save_checkpoint(model: keras.Model, state: TrainState, config: TrainConfig, 
     log.info("checkpoint: step %d, %d pairs, %.0f s -> %s", state.step, state.pairs, state.seconds, directory)
 
 
+def snapshot_path(directory: Path, step: int) -> Path:
+    """Where :func:`save_snapshot` keeps step ``step``'s weights of the checkpoint folder ``directory``."""
+    return directory / "snapshots" / f"step-{step:06d}.weights.h5"
+
+
 def save_snapshot(model: keras.Model, state: TrainState, directory: Path) -> Path:
     """Keep this step's weights beside the checkpoint (``snapshots/step-NNNNNN.weights.h5``).
 
@@ -628,9 +633,9 @@ def save_snapshot(model: keras.Model, state: TrainState, directory: Path) -> Pat
     earlier states so the best one on the validation check can be chosen
     afterwards (``validate --checkpoint-config C --weights SNAPSHOT``).
     """
-    folder = directory / "snapshots"
+    path = snapshot_path(directory, state.step)
+    folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step-{state.step:06d}.weights.h5"
     tmp = folder / "snapshot.tmp.weights.h5"
     model.save_weights(str(tmp))
     os.replace(tmp, path)
@@ -672,6 +677,12 @@ def distillation_teacher(config: TrainConfig) -> Any:
     log.info("distillation targets: the codes of %s (framing %s, views %s)", spec.version, spec.framing,
              "+".join(spec.views))
     return TwinHasher(spec.version, batch_size=config.batch_size)
+
+
+def pair_options(config: TrainConfig) -> dict[str, Any]:
+    """The :class:`silse_spark.training.pairs.PairBatches` options (all but the seed) of ``config``'s pairs."""
+    return dict(families=config.families, batch_size=config.batch_size, anchor_alter_prob=config.anchor_alter_prob,
+                max_chain=config.max_chain, with_ids=config.memory_batches > 0, framing=config.framing)
 
 
 def train(
@@ -725,9 +736,7 @@ def train(
                  len(copied), config.init_trunk, ", ".join(copied))
     elif resume:
         log.warning("--resume: no checkpoint in %s, starting fresh", checkpoint_dir)
-    options: dict[str, Any] = dict(families=config.families, batch_size=config.batch_size,
-                                   anchor_alter_prob=config.anchor_alter_prob, max_chain=config.max_chain,
-                                   with_ids=config.memory_batches > 0, framing=config.framing)
+    options = pair_options(config)
     seed = config.seed + 7919 * state.step
     memory = NegativeMemory(config.memory_batches, 2 * config.batch_size) if config.memory_batches else None
     teacher = distillation_teacher(config)
@@ -908,7 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.snapshot is not None:
         if not args.export_only:
             parser.error("--snapshot needs --export-only (it names weights that already exist)")
-        weights = checkpoint_dir / "snapshots" / f"step-{args.snapshot:06d}.weights.h5"
+        weights = snapshot_path(checkpoint_dir, args.snapshot)
         if not weights.is_file():
             parser.error(f"no snapshot {weights}; the snapshots are {sorted(p.name for p in weights.parent.glob('*.h5'))}")
         state = replace(state, step=args.snapshot, pairs=args.snapshot * config.batch_size,
