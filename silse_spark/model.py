@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,9 +156,18 @@ def default_model_version() -> str:
     return str(_read_registry()["default"])
 
 
+def version_order(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders numbered releases by number (``r2`` before ``r10``).
+
+    >>> sorted(["silse-v1f-r10", "silse-v1f", "silse-v1f-r2", "silse-seed-r1"], key=version_order)
+    ['silse-seed-r1', 'silse-v1f', 'silse-v1f-r2', 'silse-v1f-r10']
+    """
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", version))
+
+
 def available_model_versions() -> list[str]:
-    """All registered model versions, sorted."""
-    return sorted(_read_registry()["models"])
+    """All registered model versions, releases in numeric order (``r2`` before ``r10``)."""
+    return sorted(_read_registry()["models"], key=version_order)
 
 
 def get_model_spec(version: str | None = None) -> ModelSpec:
