@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: test-cluster venv run demo hash clusters test lint data train eval eval-photos bench bench-clusters cluster-settings bench-driver profile package clean
+.PHONY: test-cluster venv run demo hash clusters test lint data train eval eval-photos eval-icons bench bench-clusters cluster-settings bench-driver profile package clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,12 @@ eval-photos: venv
 	$(PY) scripts/build_photo_sources.py --output $(WORK)/photo-sources --install
 	$(PY) -m silse_spark.evaluation --output docs/photos --work $(WORK)/eval-photos --no-demo \
 		--sources $(WORK)/photo-sources
+
+eval-icons: venv
+	# Held-out drawings: three Debian icon themes training never used (apt-get installs them if missing), no demo avatars.
+	$(PY) scripts/build_icon_sources.py --output $(WORK)/icon-sources --install
+	$(PY) -m silse_spark.evaluation --output docs/icons --work $(WORK)/eval-icons --no-demo \
+		--sources $(WORK)/icon-sources
 
 bench: venv
 	$(PY) -m silse_spark.bench --output docs

@@ -235,15 +235,15 @@ def ensure_installed(npm_dir: Path, install: bool) -> None:
                         *NPM_PACKAGES], check=True)
 
 
-def _render_svgs(pairs: Iterable[tuple[Path, Path]], workers: int) -> None:
-    """Render SVG -> 128x128 PNG with rsvg-convert, skipping outputs that exist."""
+def render_svgs(pairs: Iterable[tuple[Path, Path]], workers: int, size: int = CANVAS) -> None:
+    """Render SVG -> ``size`` x ``size`` PNG with rsvg-convert, skipping outputs that exist."""
     todo = [(s, d) for s, d in pairs if not d.exists()]
 
     def one(pair: tuple[Path, Path]) -> None:
         src, dst = pair
         dst.parent.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(  # nosec B603 B607
-            ["rsvg-convert", "-w", str(CANVAS), "-h", str(CANVAS), str(src), "-o", str(dst)],
+            ["rsvg-convert", "-w", str(size), "-h", str(size), str(src), "-o", str(dst)],
             capture_output=True, check=False,
         )
         if result.returncode != 0:
@@ -273,7 +273,7 @@ def papirus_candidates(raw: Path, limit: int, workers: int) -> list[Candidate]:
         svgs[f.stem] = f
     chosen = sorted(svgs.items())[:limit]
     pairs = [(src, raw / "papirus" / f"{name}.png") for name, src in chosen]
-    _render_svgs(pairs, workers)
+    render_svgs(pairs, workers)
     return [Candidate(f"papirus/{src.relative_to(PAPIRUS_DIR)}", "papirus", name, dst)
             for (name, src), (_, dst) in zip(chosen, pairs, strict=True) if dst.exists()]
 
@@ -316,7 +316,7 @@ def dicebear_candidates(raw: Path, npm_dir: Path, per_style: int, workers: int) 
                    check=True, env=env)
     svgs = sorted(svg_dir.glob("*.svg"))
     pairs = [(s, raw / "dicebear" / f"{s.stem}.png") for s in svgs]
-    _render_svgs(pairs, workers)
+    render_svgs(pairs, workers)
     return [Candidate(f"dicebear/{dst.stem.replace('__', '/')}", "dicebear", dst.stem, dst)
             for _, dst in pairs if dst.exists()]
 
