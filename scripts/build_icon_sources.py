@@ -36,15 +36,25 @@ from PIL import Image
 
 from silse_spark.training.data import hamming64, is_near_blank, phash_int, render_svgs
 
-PACKAGES = ("tango-icon-theme", "gnome-icon-theme", "moka-icon-theme", "librsvg2-bin")
-TANGO = Path("/usr/share/icons/Tango/scalable")
-PNG_THEMES = (Path("/usr/share/icons/gnome/256x256"), Path("/usr/share/icons/Moka/256x256"))
+THEME_SETS: dict[str, tuple[tuple[str, Path, str], ...]] = {
+    # (name, folder, "svg" to render or "png" to read); symbolic links are skipped.
+    "a": (("tango", Path("/usr/share/icons/Tango/scalable"), "svg"),
+          ("gnome", Path("/usr/share/icons/gnome/256x256"), "png"),
+          ("moka", Path("/usr/share/icons/Moka/256x256"), "png")),
+    "b": (("numix", Path("/usr/share/icons/Numix-Circle/48/apps"), "svg"),
+          ("suru", Path("/usr/share/icons/suru"), "svg"),
+          ("elementary", Path("/usr/share/icons/elementary-xfce"), "png128")),
+}
+"""Set ``a`` is ``make eval-icons``; set ``b`` (``make eval-icons SET=b``) is a second held-out sample from three
+other themes, kept apart to judge changes found by looking at set ``a``."""
+PACKAGES = {"a": ("tango-icon-theme", "gnome-icon-theme", "moka-icon-theme", "librsvg2-bin"),
+            "b": ("numix-icon-theme-circle", "suru-icon-theme", "elementary-xfce-icon-theme", "librsvg2-bin")}
 PHASH_RADIUS = 8
 """Icons within this many pHash bits of a kept icon count as the same drawing and are dropped."""
 
 
-def ensure_packages(install: bool) -> None:
-    missing = [p for p in PACKAGES if subprocess.run(  # nosec B603 B607
+def ensure_packages(theme_set: str, install: bool) -> None:
+    missing = [p for p in PACKAGES[theme_set] if subprocess.run(  # nosec B603 B607
         ["dpkg", "-s", p], capture_output=True, check=False).returncode != 0]
     if not missing:
         return
@@ -54,16 +64,20 @@ def ensure_packages(install: bool) -> None:
     subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True)  # nosec B603 B607
 
 
-def icon_files(rendered: Path) -> list[tuple[str, Path]]:
-    """``(name, RGBA file)`` for every drawing: Tango's SVGs rendered into ``rendered``, the PNG themes' files."""
-    svgs = sorted(f for f in TANGO.rglob("*.svg") if not f.is_symlink())
-    pairs = [(src, rendered / f"tango_{src.parent.name}_{src.stem}.png") for src in svgs]
-    render_svgs(pairs, workers=2)
-    found = [(dst.stem, dst) for _, dst in pairs if dst.exists()]
-    for theme in PNG_THEMES:
-        for f in sorted(theme.rglob("*.png")):
-            if not f.is_symlink():
-                found.append((f"{theme.parent.name.lower()}_{f.parent.name}_{f.stem}", f))
+def icon_files(theme_set: str, rendered: Path) -> list[tuple[str, Path]]:
+    """``(name, RGBA file)`` for every drawing of a set: SVGs rendered into ``rendered``, PNGs as they are."""
+    found: list[tuple[str, Path]] = []
+    for theme, folder, kind in THEME_SETS[theme_set]:
+        if kind == "svg":
+            svgs = sorted(f for f in folder.rglob("*.svg") if not f.is_symlink())
+            pairs = [(src, rendered / f"{theme}_{src.parent.name}_{src.stem}.png") for src in svgs]
+            render_svgs(pairs, workers=2)
+            found += [(dst.stem, dst) for _, dst in pairs if dst.exists()]
+        else:  # "png": every PNG; "png128": the 128x128 folders' PNGs
+            pattern = "*/128/*.png" if kind == "png128" else "*.png"
+            for f in sorted(folder.rglob(pattern)):
+                if not f.is_symlink():
+                    found.append((f"{theme}_{f.parent.name if kind == 'png' else f.parent.parent.name}_{f.stem}", f))
     return found
 
 
@@ -76,15 +90,16 @@ def flatten(path: Path, size: int, background: tuple[int, int, int]) -> np.ndarr
     return np.asarray(canvas.convert("RGB").resize((size, size), Image.Resampling.LANCZOS))
 
 
-def build(output: Path, count: int, size: int, seed: int) -> tuple[int, int]:
-    """Write ``count`` distinct icons into ``output``; return (written, distinct drawings found)."""
-    if not TANGO.is_dir() or not all(t.is_dir() for t in PNG_THEMES):
-        raise SystemExit(f"icon themes missing under /usr/share/icons; install {' '.join(PACKAGES[:3])}")
+def build(output: Path, count: int, size: int, seed: int, theme_set: str = "a") -> tuple[int, int]:
+    """Write ``count`` distinct icons of ``theme_set`` into ``output``; return (written, distinct drawings found)."""
+    missing = [str(folder) for _, folder, _ in THEME_SETS[theme_set] if not folder.is_dir()]
+    if missing:
+        raise SystemExit(f"icon themes missing: {missing}; install {' '.join(PACKAGES[theme_set][:3])}")
     rng = np.random.default_rng(seed)
     kept: list[tuple[str, np.ndarray]] = []
     hashes = np.zeros(0, dtype=np.uint64)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, path in icon_files(Path(tmp)):
+        for name, path in icon_files(theme_set, Path(tmp)):
             background = (255, 255, 255) if rng.random() < 0.5 else tuple(int(v) for v in rng.integers(0, 256, 3))
             try:
                 pixels = flatten(path, size, background)  # type: ignore[arg-type]
@@ -113,10 +128,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=600, help="icons to keep (the suite samples from them)")
     parser.add_argument("--size", type=int, default=128, help="side of each icon avatar in pixels")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--set", dest="theme_set", choices=sorted(THEME_SETS), default="a",
+                        help="which themes: a (make eval-icons) or b (a second held-out sample)")
     parser.add_argument("--install", action="store_true", help="apt-get install the packages if missing")
     args = parser.parse_args()
-    ensure_packages(args.install)
-    written, distinct = build(args.output, args.count, args.size, args.seed)
+    ensure_packages(args.theme_set, args.install)
+    written, distinct = build(args.output, args.count, args.size, args.seed, args.theme_set)
     print(f"wrote {written} icon avatars (of {distinct} distinct drawings) to {args.output}")
 
 

@@ -58,8 +58,7 @@ def test_build_keeps_distinct_drawings_only_and_is_reproducible(
     (moka / "places" / "copy.png").write_bytes((moka / "apps" / "icon0.png").read_bytes())
     Image.new("RGBA", (256, 256), (0, 0, 0, 0)).save(moka / "places" / "blank.png")
     (gnome / "apps" / "alias.png").symlink_to(gnome / "apps" / "icon1.png")
-    monkeypatch.setattr(icons, "TANGO", tango)
-    monkeypatch.setattr(icons, "PNG_THEMES", (gnome, moka))
+    monkeypatch.setitem(icons.THEME_SETS, "a", (("tango", tango, "svg"), ("gnome", gnome, "png"), ("moka", moka, "png")))
 
     written, distinct = icons.build(tmp_path / "out", count=8, size=64, seed=5)
     files = sorted((tmp_path / "out").glob("*.png"))
@@ -71,3 +70,9 @@ def test_build_keeps_distinct_drawings_only_and_is_reproducible(
 
     icons.build(tmp_path / "out", count=8, size=64, seed=5)
     assert {f.name: f.read_bytes() for f in sorted((tmp_path / "out").glob("*.png"))} == first
+
+
+def test_build_names_missing_themes(icons: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(icons.THEME_SETS, "b", (("numix", tmp_path / "nowhere", "svg"),))
+    with pytest.raises(SystemExit, match="nowhere.*install numix-icon-theme-circle"):
+        icons.build(tmp_path / "out", count=8, size=64, seed=5, theme_set="b")
