@@ -562,3 +562,60 @@ def test_mirror_brings_mirrored_demo_avatars_to_their_originals(demo_avatar_path
                              "moments-bleed-white-mirror"), np.int16)
         assert np.abs(a - b).mean() < 0.5, path.name
     assert skewed >= 10  # the demo set has many drawings that are not left-right balanced
+
+
+def _app_icon(background: tuple[int, int, int], body_top: tuple[int, int, int] = (30, 110, 200),
+              margin: int = 6, shade: float = 0.45) -> Image.Image:
+    """An app icon that fills its canvas: a shaded rounded square with a glyph, a thin plain margin around it."""
+    t = np.linspace(0.0, 1.0, 128, dtype=np.float32)[:, None, None]
+    shade = np.asarray(body_top, np.float32) * (1 - shade * t) * np.ones((128, 128, 3), np.float32)  # no flat area
+    body = Image.fromarray(np.rint(shade).astype(np.uint8), "RGB")
+    mask = Image.new("L", (128, 128), 0)
+    ImageDraw.Draw(mask).rounded_rectangle((margin, margin, 127 - margin, 127 - margin), radius=18, fill=255)
+    img = Image.new("RGB", (128, 128), background)
+    img.paste(body, (0, 0), mask)
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((40, 36, 92, 88), outline=(250, 250, 250), width=8)
+    draw.rectangle((62, 30, 70, 70), fill=(250, 250, 250))
+    return img
+
+
+def test_margin_framing_keeps_shifted_tight_icons_framed_around_the_drawing() -> None:
+    """moments-bleed takes an icon with a thin margin, pushed against an edge, for a full-bleed picture;
+    moments-margin frames it around the drawing, as its original, and still frames photographs whole."""
+    from silse_spark.framing import _content_frame
+
+    rng = np.random.default_rng(8)
+    bleed_whole = margin_whole = 0
+    for background in ((40, 160, 90), (200, 40, 120), (90, 60, 30)):  # coloured: the tool's white fill differs
+        icon = _app_icon(background)
+        assert not _content_frame(icon, False, False, margin=True).full_bleed
+        for dx, dy in ((4, 0), (-3, 0), (0, 5), (3, -4)):
+            copy = _shifted(icon, dx, dy, FILL)
+            assert _content_frame(copy, False, True).full_bleed  # the case moments-margin is for
+            assert not _content_frame(copy, False, False, margin=True).full_bleed
+        for _ in range(3):
+            # A turn's fill can cover more of the edge than the margin and pass for the ground: not all are fixed.
+            copy = rotate(icon, rng)
+            bleed_whole += _content_frame(copy, False, True).full_bleed
+            margin_whole += _content_frame(copy, False, False, margin=True).full_bleed
+    assert margin_whole < bleed_whole, (margin_whole, bleed_whole)
+    for seed in (1, 2, 3):
+        photo = _photo(seed)
+        assert _content_frame(photo, False, False, margin=True).box is None  # still the whole picture
+        shifted = _content_frame(_shifted(photo, 12, 0, FILL), False, False, margin=True)
+        assert shifted.full_bleed and shifted.box == (12, 0, 140, 128)
+
+
+def test_margin_white_balance_is_measured_on_the_margin() -> None:
+    """A white margin around a light icon body: moments-bleed-white takes the body for the background and
+    stretches the picture; moments-margin-white leaves it, and undoes a colour cast of the margin."""
+    icon = _app_icon((255, 255, 255), body_top=(240, 238, 236), margin=4, shade=0.05)
+    plain = np.asarray(frame(icon, 108, RESAMPLE, "moments-margin"), np.int16)
+    assert np.array_equal(np.asarray(frame(icon, 108, RESAMPLE, "moments-margin-white"), np.int16), plain)
+    bleed = np.asarray(frame(icon, 108, RESAMPLE, "moments-bleed"), np.int16)
+    assert not np.array_equal(np.asarray(frame(icon, 108, RESAMPLE, "moments-bleed-white"), np.int16), bleed)
+    cast = Image.fromarray(np.clip(np.rint(np.asarray(icon, np.float32) * (0.9, 0.95, 0.88)), 0, 255).astype(np.uint8))
+    undone = np.asarray(frame(cast, 108, RESAMPLE, "moments-margin-white"), np.int16)
+    left = np.asarray(frame(cast, 108, RESAMPLE, "moments-margin"), np.int16)
+    assert np.abs(undone - plain).mean() < 2 < np.abs(left - plain).mean()
