@@ -165,7 +165,8 @@ def decode_avatar(
     framing
         One of :data:`silse_spark.framing.FRAMINGS` (``none``, ``moments``, ``moments-fill``,
         ``moments-bleed``, ``moments-bleed-levels``, ``moments-bleed-white``, ``moments-bleed-white-orient``,
-        ``moments-bleed-white-mirror``): the model version's preprocessing.
+        ``moments-bleed-white-mirror``, ``moments-margin``, ``moments-margin-white``): the model version's
+        preprocessing.
         An unknown value is a programming error and raises ``ValueError``.
     """
     check_framing(framing)  # a programming error: raised here, not turned into a decode_error below
