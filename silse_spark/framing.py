@@ -138,8 +138,9 @@ FRAMINGS = ("none", "moments", "moments-fill", "moments-bleed", "moments-bleed-l
 nearest position where its principal axis is upright, :func:`orient`) and ``moments-bleed-white-mirror``
 (``moments-bleed-white``, with a lopsided drawing flipped left to right so that its mass trails off to the right,
 ``MIRROR_SKEW``). ``moments-margin`` is ``moments-bleed`` where a plain margin thinner than ``MAX_PEEL`` that
-covers more than ``MARGIN_RING`` of the outermost ring still counts as background in the full-bleed test, and ``moments-margin-white`` adds the white balance, measured on the
-outermost ring when that ring is uniform (the margin's own colour)."""
+covers more than ``MARGIN_RING`` of the outermost ring still counts as background in the full-bleed test, and
+``moments-margin-white`` adds the white balance, measured on the outermost ring when that ring is uniform (the
+margin's own colour)."""
 
 LEVELS_SUFFIX = "-levels"
 WHITE_SUFFIX = "-white"
