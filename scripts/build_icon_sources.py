@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess  # nosec B404 - fixed apt-get/dpkg command lines, no shell
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from silse_spark.training.data import hamming64, is_near_blank, phash_int, render_svgs
+from silse_spark.training.data import ensure_debian_packages, hamming64, is_near_blank, phash_int, render_svgs
 
 THEME_SETS: dict[str, tuple[tuple[str, Path, str], ...]] = {
     # (name, folder, "svg" to render or "png" to read); symbolic links are skipped.
@@ -51,17 +50,6 @@ PACKAGES = {"a": ("tango-icon-theme", "gnome-icon-theme", "moka-icon-theme", "li
             "b": ("numix-icon-theme-circle", "suru-icon-theme", "elementary-xfce-icon-theme", "librsvg2-bin")}
 PHASH_RADIUS = 8
 """Icons within this many pHash bits of a kept icon count as the same drawing and are dropped."""
-
-
-def ensure_packages(theme_set: str, install: bool) -> None:
-    missing = [p for p in PACKAGES[theme_set] if subprocess.run(  # nosec B603 B607
-        ["dpkg", "-s", p], capture_output=True, check=False).returncode != 0]
-    if not missing:
-        return
-    if not install:
-        raise SystemExit(f"missing Debian packages {missing}; run: apt-get install -y {' '.join(missing)} "
-                         "(or pass --install)")
-    subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True)  # nosec B603 B607
 
 
 def icon_files(theme_set: str, rendered: Path) -> list[tuple[str, Path]]:
@@ -132,7 +120,7 @@ def main() -> None:
                         help="which themes: a (make eval-icons) or b (a second held-out sample)")
     parser.add_argument("--install", action="store_true", help="apt-get install the packages if missing")
     args = parser.parse_args()
-    ensure_packages(args.theme_set, args.install)
+    ensure_debian_packages(PACKAGES[args.theme_set], args.install)
     written, distinct = build(args.output, args.count, args.size, args.seed, args.theme_set)
     print(f"wrote {written} icon avatars (of {distinct} distinct drawings) to {args.output}")
 

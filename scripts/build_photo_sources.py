@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess  # nosec B404 - fixed apt-get/dpkg command lines, no shell
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from silse_spark.training.data import ensure_debian_packages
 
 PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers")
 MATE = Path("/usr/share/backgrounds/mate/nature")
@@ -46,17 +47,6 @@ def wallpapers() -> list[Path]:
         if candidates:
             found.append(max(candidates)[1])
     return found
-
-
-def ensure_packages(install: bool) -> None:
-    missing = [p for p in PACKAGES if subprocess.run(  # nosec B603 B607
-        ["dpkg", "-s", p], capture_output=True, check=False).returncode != 0]
-    if not missing:
-        return
-    if not install:
-        raise SystemExit(f"missing Debian packages {missing}; run: apt-get install -y {' '.join(missing)} "
-                         "(or pass --install)")
-    subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True)  # nosec B603 B607
 
 
 def build(output: Path, crops: int, size: int, seed: int) -> int:
@@ -91,7 +81,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--install", action="store_true", help="apt-get install the packages if missing")
     args = parser.parse_args()
-    ensure_packages(args.install)
+    ensure_debian_packages(PACKAGES, args.install)
     count = build(args.output, args.crops, args.size, args.seed)
     print(f"wrote {count} photo avatars from {len(wallpapers())} wallpapers to {args.output}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -76,3 +77,12 @@ def test_build_names_missing_themes(icons: ModuleType, tmp_path: Path, monkeypat
     monkeypatch.setitem(icons.THEME_SETS, "b", (("numix", tmp_path / "nowhere", "svg"),))
     with pytest.raises(SystemExit, match="nowhere.*install numix-icon-theme-circle"):
         icons.build(tmp_path / "out", count=8, size=64, seed=5, theme_set="b")
+
+
+@pytest.mark.skipif(shutil.which("dpkg") is None, reason="dpkg is Debian's package tool")
+def test_missing_debian_packages_are_named_with_the_command_that_installs_them() -> None:
+    from silse_spark.training.data import ensure_debian_packages
+
+    with pytest.raises(SystemExit, match=r"missing Debian packages \['silse-no-such-package'\]; "
+                                         r"run: apt-get install -y silse-no-such-package"):
+        ensure_debian_packages(["silse-no-such-package"], install=False)

@@ -215,16 +215,28 @@ def select(
 # ------------------------------------------------------------------ collection
 
 
+def ensure_debian_packages(packages: Sequence[str], install: bool) -> None:
+    """Check the Debian ``packages`` are installed; ``apt-get install`` the missing ones if ``install``.
+
+    Raises
+    ------
+    SystemExit
+        Naming the missing packages and the command that installs them, when ``install`` is false.
+    """
+    missing = [p for p in packages if subprocess.run(  # nosec B603 B607
+        ["dpkg", "-s", p], capture_output=True, check=False).returncode != 0]
+    if not missing:
+        return
+    if not install:
+        raise SystemExit(f"missing Debian packages {missing}; run: apt-get install -y {' '.join(missing)} "
+                         "(or pass --install)")
+    log.info("installing Debian packages %s with apt-get (one time)", missing)
+    subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True)  # nosec B603 B607
+
+
 def ensure_installed(npm_dir: Path, install: bool) -> None:
     """Check the Debian and npm packages are present; install them if ``install``."""
-    missing = [p for p in APT_PACKAGES if subprocess.run(  # nosec B603 B607
-        ["dpkg", "-s", p], capture_output=True, check=False).returncode != 0]
-    if missing:
-        if not install:
-            raise SystemExit(f"missing Debian packages {missing}; run: apt-get install -y {' '.join(missing)} "
-                             "(or pass --install)")
-        log.info("installing Debian packages %s with apt-get (one time)", missing)
-        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True)  # nosec B603 B607
+    ensure_debian_packages(APT_PACKAGES, install)
     if not (npm_dir / "node_modules" / "@dicebear" / "collection").is_dir():
         if not install:
             raise SystemExit(f"missing npm packages in {npm_dir}; run: npm install --prefix {npm_dir} "
