@@ -88,9 +88,9 @@ def build(output: Path, count: int, size: int, seed: int, theme_set: str = "a") 
     hashes = np.zeros(0, dtype=np.uint64)
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in icon_files(theme_set, Path(tmp)):
-            background = (255, 255, 255) if rng.random() < 0.5 else tuple(int(v) for v in rng.integers(0, 256, 3))
+            red, green, blue = (255, 255, 255) if rng.random() < 0.5 else (int(v) for v in rng.integers(0, 256, 3))
             try:
-                pixels = flatten(path, size, background)  # type: ignore[arg-type]
+                pixels = flatten(path, size, (red, green, blue))
             except (OSError, ValueError):
                 continue  # an unreadable file in a theme is not a drawing
             if is_near_blank(pixels):

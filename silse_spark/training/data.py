@@ -247,15 +247,15 @@ def ensure_installed(npm_dir: Path, install: bool) -> None:
                         *NPM_PACKAGES], check=True)
 
 
-def render_svgs(pairs: Iterable[tuple[Path, Path]], workers: int, size: int = CANVAS) -> None:
-    """Render SVG -> ``size`` x ``size`` PNG with rsvg-convert, skipping outputs that exist."""
+def render_svgs(pairs: Iterable[tuple[Path, Path]], workers: int) -> None:
+    """Render SVG -> 128x128 PNG with rsvg-convert, skipping outputs that exist."""
     todo = [(s, d) for s, d in pairs if not d.exists()]
 
     def one(pair: tuple[Path, Path]) -> None:
         src, dst = pair
         dst.parent.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(  # nosec B603 B607
-            ["rsvg-convert", "-w", str(size), "-h", str(size), str(src), "-o", str(dst)],
+            ["rsvg-convert", "-w", str(CANVAS), "-h", str(CANVAS), str(src), "-o", str(dst)],
             capture_output=True, check=False,
         )
         if result.returncode != 0:
