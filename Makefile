@@ -85,10 +85,11 @@ eval-photos: venv
 	$(PY) -m silse_spark.evaluation --output docs/photos --work $(WORK)/eval-photos --no-demo \
 		--sources $(WORK)/photo-sources
 
-ICONS = $(if $(filter b,$(SET)),-b,)
+ICONS = $(if $(filter b c,$(SET)),-$(SET),)
 eval-icons: venv
 	# Held-out drawings: three Debian icon themes training never used (apt-get installs them if missing), no demo
-	# avatars. SET=b: three other themes (docs/icons-b), a second sample kept apart to judge changes made after set a.
+	# avatars. SET=b: three other themes (docs/icons-b), a second sample kept apart to judge changes made after set a;
+	# SET=c: a third (docs/icons-c), to judge a change found with sets a and b.
 	$(PY) scripts/build_icon_sources.py --set $(or $(SET),a) --output $(WORK)/icon-sources$(ICONS) --install
 	$(PY) -m silse_spark.evaluation --output docs/icons$(ICONS) --work $(WORK)/eval-icons$(ICONS) --no-demo \
 		--sources $(WORK)/icon-sources$(ICONS)

@@ -43,11 +43,17 @@ THEME_SETS: dict[str, tuple[tuple[str, Path, str], ...]] = {
     "b": (("numix", Path("/usr/share/icons/Numix-Circle/48/apps"), "svg"),
           ("suru", Path("/usr/share/icons/suru"), "svg"),
           ("elementary", Path("/usr/share/icons/elementary-xfce"), "png128")),
+    "c": (("paper", Path("/usr/share/icons/Paper/512x512"), "png"),
+          ("deepin", Path("/usr/share/icons/bloom/apps/256"), "svg"),
+          ("gartoon", Path("/usr/share/icons/gartoon/scalable"), "svg")),
 }
 """Set ``a`` is ``make eval-icons``; set ``b`` (``make eval-icons SET=b``) is a second held-out sample from three
-other themes, kept apart to judge changes found by looking at set ``a``."""
+other themes, kept apart to judge changes found by looking at set ``a``; set ``c`` (``SET=c``) a third, built after a
+rule was written for it (Paper's 512 px PNGs, Deepin's bloom application icons, Gartoon), to judge a change that
+sets ``a`` and ``b`` had both been used to find."""
 PACKAGES = {"a": ("tango-icon-theme", "gnome-icon-theme", "moka-icon-theme", "librsvg2-bin"),
-            "b": ("numix-icon-theme-circle", "suru-icon-theme", "elementary-xfce-icon-theme", "librsvg2-bin")}
+            "b": ("numix-icon-theme-circle", "suru-icon-theme", "elementary-xfce-icon-theme", "librsvg2-bin"),
+            "c": ("paper-icon-theme", "deepin-icon-theme", "gnome-icon-theme-gartoon", "librsvg2-bin")}
 PHASH_RADIUS = 8
 """Icons within this many pHash bits of a kept icon count as the same drawing and are dropped."""
 
@@ -117,7 +123,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, help="side of each icon avatar in pixels")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--set", dest="theme_set", choices=sorted(THEME_SETS), default="a",
-                        help="which themes: a (make eval-icons) or b (a second held-out sample)")
+                        help="which themes: a (make eval-icons), b or c (further held-out samples)")
     parser.add_argument("--install", action="store_true", help="apt-get install the packages if missing")
     args = parser.parse_args()
     ensure_debian_packages(PACKAGES[args.theme_set], args.install)

@@ -82,16 +82,16 @@ opposite skew, so a lopsided drawing and its mirrored copy reach the model the s
 job's precision fell (0.916 -> 0.888) and a demo campaign whose drawing is skewed near the
 threshold split, so its model version (``silse-v1f-r7``) is not the default (see the model card).
 
-``moments-margin-white`` is ``moments-bleed-white`` for drawings that fill their canvas, found on held-out
-icons (``make eval-icons``: Tango, GNOME and Moka themes) where ``moments-bleed-white`` framed 0.20 of shifted and
-0.32 of combined copies whole while framing their originals around the drawing, and white-balanced 109 of 357
-originals against a light drawing body that ring peeling had taken for the background. Two changes: a thin ground
-covering more than ``MARGIN_RING`` of the outermost ring is a margin, so still the background in the full-bleed
-test (:func:`_full_bleed`), and the white balance is measured on the outermost ring when it is uniform. With
-silse-v1f-r10's weights (seed families, exact code): that icon suite 0.333 -> 0.467, 400 validation drawings
-cropped tight onto plain colours 0.412 -> 0.412, 300 validation images 0.461 -> 0.464, 200 crops of MATE
-wallpapers 0.333 -> 0.333 (scratch ``work/bf16``). A turn's fill covering more of the edge than the margin still
-passes for the ground, so some turned copies are still framed whole.
+``moments-margin-white`` (the default model's framing since 2026-12-02, ``silse-v1f-r11``) is ``moments-bleed-white``
+for drawings that fill their canvas, found on held-out icons (``make eval-icons``: Tango, GNOME and Moka themes) where
+``moments-bleed-white`` framed 0.20 of shifted and 0.32 of combined copies whole while framing their originals around
+the drawing, and white-balanced 109 of 357 originals against a light drawing body that ring peeling had taken for the
+background. Two changes: a thin ground covering more than ``MARGIN_RING`` of the outermost ring is a margin, so still
+the background in the full-bleed test (:func:`_full_bleed`), and the white balance is measured on the outermost ring
+when it is uniform. With silse-v1f-r10's weights (seed families, exact code): that icon suite 0.333 -> 0.467, 400
+validation drawings cropped tight onto plain colours 0.412 -> 0.412, 300 validation images 0.461 -> 0.464, 200 crops
+of MATE wallpapers 0.333 -> 0.333 (scratch ``work/bf16``). A turn's fill covering more of the edge than the margin
+still passes for the ground, so some turned copies are still framed whole.
 
 Images with almost no content (fewer than ``MIN_CONTENT`` of the pixels) are
 not framed: the whole image is used. Parts of the frame outside the image are

@@ -86,3 +86,12 @@ def test_missing_debian_packages_are_named_with_the_command_that_installs_them()
     with pytest.raises(SystemExit, match=r"missing Debian packages \['silse-no-such-package'\]; "
                                          r"run: apt-get install -y silse-no-such-package"):
         ensure_debian_packages(["silse-no-such-package"], install=False)
+
+
+def test_every_set_names_the_packages_it_reads(icons: ModuleType) -> None:
+    assert set(icons.PACKAGES) == set(icons.THEME_SETS)
+    for name, themes in icons.THEME_SETS.items():
+        # build() names the first three packages when a theme folder is missing: one per theme, in order.
+        assert len(icons.PACKAGES[name]) == len(themes) + 1, name
+        if any(kind == "svg" for _, _, kind in themes):
+            assert "librsvg2-bin" in icons.PACKAGES[name], f"set {name} renders SVGs with rsvg-convert"
