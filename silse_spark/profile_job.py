@@ -38,6 +38,10 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     # predict is still inference).
     ("inference (model forward pass)", ("predict_on_batch", "polymorphic_function")),
     ("twin value conversion", ("twin_values_from_outputs",)),
+    # Inside decode_avatar: finding the frame (silse_spark.framing) and the colour steps after the resize; the
+    # resize itself (framing.frame's Image.resize) stays with decoding.
+    ("content framing (find the frame, white balance)",
+     ("_content_frame (", "white_balance (", "levels (", "orient (", "principal_axis (")),
     ("decode + resize (Pillow)", ("decode_avatar",)),
     # _worker_hasher imports TensorFlow (configure_threads) before the model is built and loaded.
     ("TensorFlow import + model build + weights load",
@@ -56,6 +60,10 @@ def stage_of(stack: str) -> str:
 
     >>> stage_of("main (worker.py:1);__call__ (tensorflow/python/eager/polymorphic_function/x.py:2)")
     'inference (model forward pass)'
+    >>> stage_of("main (worker.py:1);decode_avatar (decode.py:9);frame (framing.py:2);resize (PIL/Image.py:7)")
+    'decode + resize (Pillow)'
+    >>> stage_of("decode_avatar (decode.py:9);frame (framing.py:2);_content_frame (framing.py:5);label (scipy.py:1)")
+    'content framing (find the frame, white balance)'
     >>> stage_of("main (worker.py:1);_find_and_load (<frozen>:1)")
     'imports at worker start'
     >>> stage_of("main (worker.py:1)")
@@ -67,16 +75,36 @@ def stage_of(stack: str) -> str:
     return "other"
 
 
-def parse_raw(path: Path) -> Counter[str]:
-    """Samples per stage from one py-spy ``--format raw`` file (``stack count`` lines)."""
+IMPORTING = "_find_and_load"
+"""A stack frame of Python's import machinery: a sample with it on the stack is a one-time cost (a module loaded on
+first use, e.g. ``scipy.ndimage`` at the first framed image), whatever stage it falls in."""
+
+
+def parse_raw(path: Path) -> tuple[Counter[str], Counter[str]]:
+    """Samples per stage from one py-spy ``--format raw`` file (``stack count`` lines), and of them per stage those
+    taken while a module was being imported (:data:`IMPORTING` on the stack).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     raw = Path(tmp) / "worker.txt"
+    ...     _ = raw.write_text("decode_avatar (d.py:1);_content_frame (f.py:2) 7\\n"
+    ...                        "decode_avatar (d.py:1);_content_frame (f.py:2);_find_and_load (<frozen>:3) 2\\n")
+    ...     counts, importing = parse_raw(raw)
+    >>> list(counts.values()), list(importing.values())
+    ([9], [2])
+    """
     counts: Counter[str] = Counter()
+    importing: Counter[str] = Counter()
     if not path.is_file():
-        return counts
+        return counts, importing
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         stack, _, n = line.rpartition(" ")
         if stack and n.isdigit():
-            counts[stage_of(stack)] += int(n)
-    return counts
+            stage = stage_of(stack)
+            counts[stage] += int(n)
+            if IMPORTING in stack:
+                importing[stage] += int(n)
+    return counts, importing
 
 
 def _py_spy() -> str:
@@ -133,24 +161,37 @@ def profile(images: Path, work: Path, model: str | None) -> dict[str, Any]:
     if job.returncode != 0:
         raise RuntimeError(f"hash_all.py failed (exit {job.returncode}):\n{output[-3000:]}")
     by_role: dict[str, Counter[str]] = {"worker": Counter(), "driver": Counter()}
+    imports: dict[str, Counter[str]] = {"worker": Counter(), "driver": Counter()}
     for pid, role in roles.items():
-        by_role[role].update(parse_raw(work / f"{role}-{pid}.txt"))
+        counts, importing = parse_raw(work / f"{role}-{pid}.txt")
+        by_role[role].update(counts)
+        imports[role].update(importing)
     job_line = next((line for line in output.splitlines() if line.startswith("wall time")), "")
     return {
         "images": sum(1 for p in images.rglob("*") if p.is_file()),
-        "model": model or "default",
+        "model": model or _default_model(),
         "wall_s": round(wall, 1),
         "job_summary_line": job_line.strip(),
         "workers_profiled": sum(1 for r in roles.values() if r == "worker"),
         "rate_hz": RATE_HZ,
         "samples": {role: dict(c.most_common()) for role, c in by_role.items()},
+        "import_samples": {role: dict(c.most_common()) for role, c in imports.items()},
     }
+
+
+def _default_model() -> str:
+    """The registry's default version, named in the report (the job ran it)."""
+    from silse_spark.model import default_model_version
+
+    return default_model_version()
 
 
 def render(r: dict[str, Any]) -> str:
     worker = r["samples"]["worker"]
     total = sum(worker.values()) or 1
-    rows = "\n".join(f"| {stage} | {n} | {n / total:.2f} | {n / r['rate_hz']:.1f} |" for stage, n in worker.items())
+    importing = r.get("import_samples", {}).get("worker", {})
+    rows = "\n".join(f"| {stage} | {n} | {n / total:.2f} | {n / r['rate_hz']:.1f} | {importing.get(stage, 0)} |"
+                     for stage, n in worker.items())
     return f"""# Profile of the hash job's Python workers (py-spy)
 
 Command: `{r['command']}` (`make profile`). Machine: {r['machine']['cpu_count']} cores,
@@ -164,11 +205,13 @@ Samples of the workers' threads at {r['rate_hz']} Hz, idle ones included (`--idl
 blocked in TensorFlow's native code while its thread pool computes is "idle" to py-spy), grouped by the
 first matching function on the stack (`silse_spark.profile_job.STAGES`):
 
-| stage | samples | share | worker-seconds |
-|---|---:|---:|---:|
+| stage | samples | share | worker-seconds | of the samples, importing a module |
+|---|---:|---:|---:|---:|
 {rows}
 
-"worker-seconds" adds the workers' time (two run side by side on `local[2]`).
+"worker-seconds" adds the workers' time (two run side by side on `local[2]`). The last column counts the
+samples taken while Python's import machinery was on the stack: one-time costs of a worker (a module loaded at
+its first use), which do not grow with the number of images.
 """
 
 
