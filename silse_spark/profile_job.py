@@ -167,9 +167,11 @@ def profile(images: Path, work: Path, model: str | None) -> dict[str, Any]:
         by_role[role].update(counts)
         imports[role].update(importing)
     job_line = next((line for line in output.splitlines() if line.startswith("wall time")), "")
+    from silse_spark.model import default_model_version  # the version the job ran, named in the report
+
     return {
         "images": sum(1 for p in images.rglob("*") if p.is_file()),
-        "model": model or _default_model(),
+        "model": model or default_model_version(),
         "wall_s": round(wall, 1),
         "job_summary_line": job_line.strip(),
         "workers_profiled": sum(1 for r in roles.values() if r == "worker"),
@@ -177,13 +179,6 @@ def profile(images: Path, work: Path, model: str | None) -> dict[str, Any]:
         "samples": {role: dict(c.most_common()) for role, c in by_role.items()},
         "import_samples": {role: dict(c.most_common()) for role, c in imports.items()},
     }
-
-
-def _default_model() -> str:
-    """The registry's default version, named in the report (the job ran it)."""
-    from silse_spark.model import default_model_version
-
-    return default_model_version()
 
 
 def render(r: dict[str, Any]) -> str:
