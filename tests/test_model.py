@@ -125,6 +125,35 @@ def test_folded_batch_norms_give_the_same_outputs(architecture: str) -> None:
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=2e-5)
 
 
+def test_v1aa_is_v1_with_fixed_blurs_before_its_inner_strided_convolutions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """v1aa holds v1's trainable layers, by name and shape, and three untrained binomial blurs; with the blurs
+    turned into identity filters it computes exactly what v1 does with the same weights."""
+    from silse_spark.model import MODELS_DIR_ENV
+    from silse_spark.training.train import copy_matching_layers
+
+    monkeypatch.delenv(MODELS_DIR_ENV, raising=False)  # the packaged models, not a test stand-in
+    aa, v1 = model_mod.build_model("v1aa"), model_mod.load_model("silse-v1f-r10")
+    blurs = [layer for layer in aa.layers if layer.name.startswith("blur_")]
+    assert [layer.name for layer in blurs] == ["blur_conv_2", "blur_conv_4", "blur_conv_6"]
+    assert not any(layer.trainable_weights for layer in blurs)
+    assert sum(int(np.prod(w.shape)) for w in aa.trainable_weights) == v1.count_params() - sum(
+        int(np.prod(w.shape)) for w in v1.non_trainable_weights)
+    kernel = blurs[2].get_weights()[0]  # before conv_6: sep_5's 128 channels
+    assert kernel.shape == (3, 3, 128, 1)
+    np.testing.assert_array_equal(kernel[:, :, 7, 0], np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16)
+    copied = copy_matching_layers("silse-v1f-r10", aa)
+    assert set(copied) == {layer.name for layer in v1.layers if layer.weights}
+    pixels = _demo_pixels(8).astype(np.float32)
+    blurred = np.asarray(aa.predict_on_batch(pixels))
+    for layer in blurs:
+        delta = np.zeros_like(layer.get_weights()[0])
+        delta[1, 1] = 1.0
+        layer.set_weights([delta])
+    np.testing.assert_allclose(np.asarray(aa.predict_on_batch(pixels)), np.asarray(v1.predict_on_batch(pixels)),
+                               rtol=1e-5, atol=1e-6)
+    assert np.abs(blurred - np.asarray(v1.predict_on_batch(pixels))).max() > 1e-3  # the blur does something
+
+
 def test_hasher_runs_the_folded_model_with_the_shipped_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(model_mod.MODELS_DIR_ENV, str(model_mod.PACKAGED_MODELS_DIR))
     hasher = model_mod.TwinHasher("silse-v1", batch_size=8)
