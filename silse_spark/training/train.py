@@ -442,7 +442,8 @@ CONFIGS["v1aa-d1"] = replace(
     description=("v1aa (v1 with fixed binomial blurs before conv_2, conv_4 and conv_6) from every layer of "
                  "silse-v1f-r10, v1f-d3's objective with silse-v1f-r11 as the teacher (its codes of the originals, "
                  "its framing): the network learns around the blur that, untrained, already turned rotated copies "
-                 "onto their source's code more often (make eval 0.362 -> 0.417)"),
+                 "onto their source's code more often (make eval 0.362 -> 0.417). Measured (stop 29): drifted "
+                 "towards outputs at 0.5 within ~1,000 steps and lost on every suite; not shipped (model card)"),
 )
 """Named configurations, selected with ``--config``."""
 
