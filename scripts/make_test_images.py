@@ -3,7 +3,8 @@
 Each file exercises one decoding path: alpha, grey, palette with transparency,
 EXIF rotation, CMYK, 16-bit, animation, 1x1, extreme aspect ratio, and broken
 or hostile files (zero bytes, truncated PNG/JPEG, text/HTML/SVG named as
-images, a 30000x30000 decompression bomb, multi-page TIFF, BMP). An unreadable
+images, a 30000x30000 decompression bomb, a JPEG whose header claims 65000x65000,
+a PNG whose compressed text chunk inflates to 50 MB, multi-page TIFF, BMP). An unreadable
 path (a dangling link) is made by the tests themselves, as git cannot hold one.
 
     python scripts/make_test_images.py
@@ -41,6 +42,26 @@ def png_bomb(side: int = 30000) -> bytes:
     comp = zlib.compressobj(9)
     body = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
+
+
+def jpeg_huge_header(side: int = 65000) -> bytes:
+    """A 16x16 JPEG whose frame header (SOF0) claims ``side`` x ``side`` pixels: refused from the header alone."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 120, 200)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", side, side)  # marker, length (2), precision (1), height, width
+    return bytes(data)
+
+
+def png_text_bomb(inflated: int = 50_000_000) -> bytes:
+    """A valid 64x64 PNG with a zTXt chunk of ``inflated`` bytes that compresses to ~50 KB (a metadata bomb)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(buf, format="PNG")
+    png = buf.getvalue()
+    text = _png_chunk(b"zTXt", b"comment\x00\x00" + zlib.compress(b"A" * inflated, 9))
+    iend = png.rfind(b"IEND") - 4  # the IEND chunk's length field
+    return png[:iend] + text + png[iend:]
 
 
 def save(img: Image.Image, name: str, **kwargs: object) -> bytes:
@@ -90,6 +111,8 @@ def main() -> None:
         b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
     )
     (OUT / "bomb.png").write_bytes(png_bomb())
+    (OUT / "huge_header.jpg").write_bytes(jpeg_huge_header())
+    (OUT / "text_bomb.png").write_bytes(png_text_bomb())
     (OUT / "rgb_as_jpg_name.jpg").write_bytes(good_png)  # a PNG with the wrong extension decodes fine
 
 
