@@ -23,7 +23,8 @@ HOSTILE_STATUS = {
     # broken or hostile: each must get its own status and an error
     "empty.png": "empty", "truncated.png": "decode_error", "truncated_jpeg.jpg": "decode_error",
     "text_named.jpg": "decode_error", "html_named.png": "decode_error", "svg_image.png": "decode_error",
-    "bomb.png": "too_large", "huge_header.jpg": "too_large", "text_bomb.png": "decode_error", "tiff_image.tif": "unsupported_format", "multipage.tif": "unsupported_format",
+    "bomb.png": "too_large", "huge_header.jpg": "too_large", "text_bomb.png": "decode_error",
+    "tiff_image.tif": "unsupported_format", "multipage.tif": "unsupported_format",
     "bmp_image.bmp": "unsupported_format",
 }
 """Expected status of every file in tests/data/hostile (scripts/make_test_images.py)."""
