@@ -26,7 +26,8 @@ setup(
         "pandas>=2.2,<3",
         "numpy>=1.26",
         "h5py>=3.10",
-        "scipy>=1.11",  # connected regions for framing moments-fill (silse_spark.framing.corner_fill)
+        "scipy>=1.11",  # the training head's whitening (silse_spark.training.head)
+        "numba>=0.61",  # the framing's compiled inner loops (silse_spark.framing_kernels)
     ],
     extras_require={
         "eval": ["imagehash>=4.3", "pdqhash>=0.2.5", "matplotlib>=3.8"],

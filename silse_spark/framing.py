@@ -96,12 +96,15 @@ still passes for the ground, so some turned copies are still framed whole.
 Images with almost no content (fewer than ``MIN_CONTENT`` of the pixels) are
 not framed: the whole image is used. Parts of the frame outside the image are
 filled with the background colour. Moments are computed on a copy of at most
-``THUMBNAIL`` pixels a side, so the cost does not grow with the upload's size
-(``make bench``, 2026-12-01, 8,000 bench images, one core, best of 3
-interleaved passes: decoding takes 1.19 ms per avatar with ``moments-bleed``
-against 0.53 ms without framing; about half of those images have a
-non-uniform outer ring and take the ``corner_fill`` step, whose
-``scipy.ndimage.label`` calls, ~0.1 ms each, are the largest single cost).
+``THUMBNAIL`` pixels a side, so the cost does not grow with the upload's size.
+The per-pixel loops (colour distances, ring medians and uniformity, the
+corner regions' flood fills, the most common colour) are compiled
+(:mod:`silse_spark.framing_kernels`, numba; integers and exact medians, so
+the frames are the same bit for bit as the numpy code they replaced): what
+framing adds per 128x128 avatar to ``none``'s one resize (~0.15 ms) fell
+from ~0.57 to ~0.28 ms (``frame`` on 3,000 decoded bench images, one core,
+best of 4 interleaved passes, 2026-12-02).
+The moments stay numpy: their float sums must add up in numpy's order.
 
 Which models use framing is part of each model version (``framing`` in
 ``silse_spark/models/registry.json``): the same version always sees the same
@@ -126,6 +129,8 @@ from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from silse_spark import framing_kernels
 
 FRAMINGS = ("none", "moments", "moments-fill", "moments-bleed", "moments-bleed-levels", "moments-bleed-white",
             "moments-bleed-white-orient", "moments-bleed-white-mirror", "moments-margin", "moments-margin-white")
@@ -259,13 +264,8 @@ def _first_ring_with(mask: np.ndarray) -> int:
 
 
 def _median(ring: np.ndarray) -> np.ndarray:
-    """Per-channel median of ``ring`` ``(n, 3)`` as float32: ``np.median(ring.astype(np.float32), axis=0)``."""
-    channels = np.ascontiguousarray(ring.T, dtype=np.float32)
-    half = channels.shape[1] // 2
-    if channels.shape[1] % 2:
-        return np.partition(channels, half, axis=1)[:, half]
-    middle = np.partition(channels, (half - 1, half), axis=1)
-    return (middle[:, half - 1] + middle[:, half]) / np.float32(2)
+    """Per-channel median of uint8 ``ring`` ``(n, 3)`` as float32: ``np.median(ring.astype(np.float32), axis=0)``."""
+    return framing_kernels.median(ring)
 
 
 # Content weight of each colour distance, indexed by twice the distance (pixels are integers and the
@@ -273,27 +273,13 @@ def _median(ring: np.ndarray) -> np.ndarray:
 _WEIGHT = np.clip((np.arange(511, dtype=np.float32) / np.float32(2) - LOW) / (HIGH - LOW), 0.0, 1.0)
 
 
-def _twice_distance(planes: np.ndarray, colour: np.ndarray) -> np.ndarray:
+def _twice_distance(pixels: np.ndarray, colour: np.ndarray) -> np.ndarray:
     """Twice the largest channel difference between each pixel and ``colour``, as int16 ``(h, w)``.
 
-    ``planes``: the uint8 image as contiguous channel planes ``(3, h, w)``;
-    ``colour`` a multiple of 1/2 (a pixel, or a median of pixels), so the
-    result is exact.
+    ``pixels``: the uint8 image ``(h, w, 3)``; ``colour`` a multiple of 1/2
+    (a pixel, or a median of pixels), so the result is exact.
     """
-    twice = np.rint(np.asarray(colour, dtype=np.float64) * 2).astype(np.int16)
-    channels = []
-    for plane, value in zip(planes, twice):
-        d = plane.astype(np.int16)
-        d *= 2
-        d -= value
-        channels.append(np.abs(d, out=d))
-    return np.maximum(np.maximum(channels[0], channels[1], out=channels[0]), channels[2], out=channels[0])
-
-
-def _uniform(ring: np.ndarray, median: np.ndarray) -> bool:
-    """At least ``RING_UNIFORM`` of the ring's pixels are within ``LOW`` of ``median`` in every channel."""
-    dev = np.abs(ring.astype(np.float32) - median)
-    return bool((np.maximum(np.maximum(dev[:, 0], dev[:, 1]), dev[:, 2]) <= LOW).mean() >= RING_UNIFORM)
+    return framing_kernels.twice_distance(pixels, np.rint(np.asarray(colour, dtype=np.float64) * 2).astype(np.int64))
 
 
 class _Region(NamedTuple):
@@ -312,7 +298,7 @@ class _Edge(NamedTuple):
     background: np.ndarray  # its colour (float32 RGB)
 
 
-def _edge_regions(pixels: np.ndarray, planes: np.ndarray) -> _Edge:
+def _edge_regions(pixels: np.ndarray) -> _Edge:
     """The regions around the corners and edges' middles of an image whose outermost ring is not uniform.
 
     Regions are the 4-connected areas within ``LOW / 2`` of the colour of a
@@ -323,38 +309,32 @@ def _edge_regions(pixels: np.ndarray, planes: np.ndarray) -> _Edge:
     covering most of the outermost ring among those that are not thin (among
     all when every one is), and its colour there is the background colour.
     """
-    from scipy import ndimage
-
     height, width = pixels.shape[:2]
     # Rings at least MAX_PEEL of the shorter side deep (the interior rectangle): beyond a thin region's reach.
     k = int(np.ceil(MAX_PEEL * min(height, width)))
     corners = ((0, 0), (0, width - 1), (height - 1, 0), (height - 1, width - 1))
     seeds = corners + ((0, width // 2), (height - 1, width // 2), (height // 2, 0), (height // 2, width - 1))
+    seed_array = np.array(seeds, np.int64)
     regions: list[_Region] = []
     covered = np.zeros((height, width), bool)
     for y, x in seeds:
         if covered[y, x]:
             continue
-        to_seed = _twice_distance(planes, pixels[y, x])
-        labels, _ = ndimage.label(to_seed <= LOW)
-        ids = {int(labels[sy, sx]) for sy, sx in seeds if labels[sy, sx] and not covered[sy, sx]}
-        mask = np.zeros((height, width), bool)
-        for label in ids:  # one or two regions: comparisons are faster than indexing a table by label
-            mask |= labels == label
+        # The 4-connected areas within LOW / 2 of this seed's colour holding a seed not yet covered, whether one
+        # of them is a margin (one connected flat area around all four corners: not a tool's fill, which reaches
+        # two or three corners for a shift's strip, one each for a rotation's triangles) and how much is flat.
+        mask, thin, margin, flat_pixels, size = framing_kernels.seed_region(
+            pixels, y, x, seed_array, covered, int(LOW), 2 * FLAT_LEVELS, k)
         covered |= mask
-        thin, at_corner = not mask[k : height - k, k : width - k].any(), any(mask[cy, cx] for cy, cx in corners)
-        # A tool's fill: a shift's strip reaches two or three corners, a rotation's triangles one each; one
-        # connected flat area around all four corners is a margin, not fill.
-        margin = any(all(labels[cy, cx] == label for cy, cx in corners) for label in ids)
-        flat = (thin and at_corner and not margin
-                and float((to_seed[mask] <= 2 * FLAT_LEVELS).mean()) >= FLAT_SHARE)
+        at_corner = any(mask[cy, cx] for cy, cx in corners)
+        flat = thin and at_corner and not margin and flat_pixels / size >= FLAT_SHARE
         regions.append(_Region(thin=thin, at_corner=at_corner, flat=flat, mask=mask, on_ring=_ring(mask, 0)))
     # Not thin first, then the largest share of the outermost ring.
     ground = max(regions, key=lambda r: (not r.thin, int(r.on_ring.sum())))
     return _Edge(regions, ground, _median(_ring(pixels, 0)[ground.on_ring]))
 
 
-def corner_fill(pixels: np.ndarray, planes: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+def corner_fill(pixels: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     """``(fill, background)`` of an image whose outermost ring is not uniform: what a shift or rotation brought in.
 
     The background is the ground's colour (:func:`_edge_regions`); the fill
@@ -363,11 +343,12 @@ def corner_fill(pixels: np.ndarray, planes: np.ndarray) -> tuple[np.ndarray | No
 
     >>> img = np.full((40, 40, 3), (30, 90, 200), np.uint8); img[:, :4] = 255   # a strip of white fill
     >>> img[:5, 30:] = 255                                                      # and another, 5 deep
-    >>> fill, background = corner_fill(img, np.ascontiguousarray(np.moveaxis(img, 2, 0)))
+    >>> fill, background = corner_fill(img)
     >>> int(fill.sum()), background.tolist()
     (210, [30.0, 90.0, 200.0])
     """
-    edge = _edge_regions(pixels, planes)
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    edge = _edge_regions(pixels)
     return _fill_of(edge, pixels), edge.background
 
 
@@ -379,7 +360,7 @@ def _fill_of(edge: _Edge, pixels: np.ndarray) -> np.ndarray | None:
     return np.logical_or.reduce(fill) if fill else None
 
 
-def _full_bleed(edge: _Edge, pixels: np.ndarray, planes: np.ndarray, to_background: np.ndarray,
+def _full_bleed(edge: _Edge, pixels: np.ndarray, to_background: np.ndarray,
                 margin: bool = False) -> tuple[bool, np.ndarray | None]:
     """``(full_bleed, tool_fill)``: whether a picture with a non-uniform outermost ring fills its frame.
 
@@ -413,19 +394,16 @@ def _full_bleed(edge: _Edge, pixels: np.ndarray, planes: np.ndarray, to_backgrou
     flat = int(((to_background <= 2 * FLAT_LEVELS) & free).sum()) / max(int(free.sum()), 1)
     if flat >= BLEED_FLAT:
         return False, tool_fill
-    return _dominant_flat(pixels, planes, free) < BLEED_DOMINANT, tool_fill
+    return _dominant_flat(pixels, free) < BLEED_DOMINANT, tool_fill
 
 
-def _dominant_flat(pixels: np.ndarray, planes: np.ndarray, free: np.ndarray) -> float:
+def _dominant_flat(pixels: np.ndarray, free: np.ndarray) -> float:
     """Share of the ``free`` pixels within ``FLAT_LEVELS`` of the most common colour (a card's body, a badge's disc)."""
-    q = (pixels >> 3).astype(np.int32)
-    key = (q[..., 0] << 10) | (q[..., 1] << 5) | q[..., 2]
-    top = int(np.argmax(np.bincount(key[free], minlength=1 << 15)))
-    near = _twice_distance(planes, _median(pixels[key == top])) <= 2 * FLAT_LEVELS
-    return int((near & free).sum()) / max(int(free.sum()), 1)
+    near, total = framing_kernels.dominant_flat(pixels, free, 2 * FLAT_LEVELS)
+    return near / max(total, 1)
 
 
-def _peel(pixels: np.ndarray, planes: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, bool]:
+def _peel(pixels: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, bool]:
     """:func:`peel_uniform_rings` on uint8 ``pixels``, plus twice each pixel's distance to the corner's colour
     and whether the outermost ring is uniform.
 
@@ -437,33 +415,26 @@ def _peel(pixels: np.ndarray, planes: np.ndarray) -> tuple[int, np.ndarray, np.n
     """
     limit = int(MAX_PEEL * min(pixels.shape[:2]))
     corner = pixels[0, 0].astype(np.float32)
-    to_corner = _twice_distance(planes, corner)
+    to_corner = _twice_distance(pixels, corner)
     if limit == 0:  # an image too small to peel anything
         return 0, _median(_ring(pixels, 0)), to_corner, True
     far = to_corner > LOW  # more than LOW / 2 from the corner's colour
     near_rings = min(limit, _first_ring_with(far))
-    colours: list[np.ndarray | None] = [None] * near_rings  # uniform; medians only computed when needed
-    while len(colours) < limit:
-        ring = _ring(pixels, len(colours)).astype(np.float32)
-        median = _median(ring)
-        if not _uniform(ring, median):
-            if not colours:
-                return 0, median, to_corner, False  # the outermost ring is not uniform
-            break
-        colours.append(median)
-    background = colours[-1]
-    if background is None:
-        background = _median(_ring(pixels, len(colours) - 1))
-    if np.abs(background - corner).max() <= LOW / 2:
-        # Rings near the corner's colour are within LOW of a background near it: none is a border.
-        colours = colours[near_rings:]
-        offset = near_rings
-    else:
-        offset = 0
+    # Rings near_rings, near_rings + 1, ... tested until one is not uniform (their medians come with them).
+    stop, medians = framing_kernels.peel_rings(pixels, near_rings, limit, LOW, RING_UNIFORM)
+    if stop == 0:
+        return 0, medians[0], to_corner, False  # the outermost ring is not uniform
+
+    def colour(k: int) -> np.ndarray:
+        """Ring k's median: computed by the test above from near_rings on; nearer the edge only when needed."""
+        return medians[k] if k >= near_rings else framing_kernels.ring_median(pixels, k)
+
+    background = colour(stop - 1)  # the innermost uniform ring's
+    # Rings near the corner's colour are within LOW of a background near it: none is a border.
+    offset = near_rings if np.abs(background - corner).max() <= LOW / 2 else 0
     # Set aside only the outer rings of another colour (a border); rings of the background's own colour
     # stay, so that a drawing reaching into the margin counts the same with or without a shift.
-    other = [offset + k for k, c in enumerate(colours)
-             if np.abs((_median(_ring(pixels, offset + k)) if c is None else c) - background).max() > LOW]
+    other = [k for k in range(offset, stop) if np.abs(colour(k) - background).max() > LOW]
     return (other[-1] + 1 if other else 0), background, to_corner, True
 
 
@@ -486,8 +457,8 @@ def peel_uniform_rings(pixels: np.ndarray) -> tuple[int, np.ndarray]:
     >>> inset, bg.tolist()   # the 3-pixel red border is set aside, the white margin kept
     (3, [255.0, 255.0, 255.0])
     """
-    pixels = np.asarray(pixels, dtype=np.uint8)
-    inset, background, _, _ = _peel(pixels, np.ascontiguousarray(np.moveaxis(pixels, 2, 0)))
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    inset, background, _, _ = _peel(pixels)
     return inset, background
 
 
@@ -528,18 +499,17 @@ def _content_frame(img: Image.Image, fill_aware: bool, bleed: bool, axis: bool =
     pixels = np.asarray(small)
     if pixels.ndim != 3 or min(pixels.shape[:2]) < 2:
         return _Frame(None, (255, 255, 255), None, False)
-    planes = np.ascontiguousarray(np.moveaxis(pixels, 2, 0))
-    inset, background, to_corner, uniform_edge = _peel(pixels, planes)
+    inset, background, to_corner, uniform_edge = _peel(pixels)
     outside = edge = None
     bleed = bleed or margin
     if (fill_aware or bleed) and not uniform_edge:
-        edge = _edge_regions(pixels, planes)
+        edge = _edge_regions(pixels)
         outside, background = _fill_of(edge, pixels), edge.background
     fill = (int(round(background[0])), int(round(background[1])), int(round(background[2])))
     same = np.array_equal(background, pixels[0, 0])  # a plain margin: distances to it are already known
-    to_background = to_corner if same else _twice_distance(planes, background)
+    to_background = to_corner if same else _twice_distance(pixels, background)
     if bleed and edge is not None:
-        full_bleed, tool_fill = _full_bleed(edge, pixels, planes, to_background, margin)
+        full_bleed, tool_fill = _full_bleed(edge, pixels, to_background, margin)
         if full_bleed:
             return _Frame(_bleed_box(tool_fill, img.width, img.height, scale_x, scale_y), fill, background, True)
     weight = _WEIGHT.take(to_background)
@@ -715,7 +685,7 @@ def principal_axis(img: Image.Image, background: np.ndarray) -> tuple[float, flo
     30
     """
     pixels = np.asarray(img)
-    found = _moments(_WEIGHT.take(_twice_distance(np.ascontiguousarray(np.moveaxis(pixels, 2, 0)), background)),
+    found = _moments(_WEIGHT.take(_twice_distance(pixels, background)),
                      cross=True)
     return None if found is None else _axis(found[2].mu20, found[2].mu02, found[2].mu11)
 

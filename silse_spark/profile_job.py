@@ -77,7 +77,7 @@ def stage_of(stack: str) -> str:
 
 IMPORTING = "_find_and_load"
 """A stack frame of Python's import machinery: a sample with it on the stack is a one-time cost (a module loaded on
-first use, e.g. ``scipy.ndimage`` at the first framed image), whatever stage it falls in."""
+first use, e.g. numba and the framing's compiled kernels at the first framed image), whatever stage it falls in."""
 
 
 def parse_raw(path: Path) -> tuple[Counter[str], Counter[str]]:
