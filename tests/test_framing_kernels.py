@@ -66,6 +66,13 @@ def _images(demo_avatar_paths: list[Path], count: int = 60) -> list[np.ndarray]:
         field = np.asarray(Image.fromarray(blocks).resize((width, height), Image.Resampling.NEAREST), np.int64)
         noise = int(rng.choice([0, 10, 25]))
         out.append(np.clip(field + rng.integers(-noise, noise + 1, field.shape), 0, 255).astype(np.uint8))
+    # Patterns that are hard on a flood fill: a checkerboard (every pixel its own region), a comb (runs opening
+    # on every other column), a serpentine path through the whole image.
+    yy, xx = np.mgrid[:128, :128]
+    comb = ((xx % 2 == 0) | (yy == 127)) & ~((yy == 0) & (xx % 4 == 2))
+    serpentine = (yy % 4 != 3) | np.where((yy // 4) % 2 == 0, xx == 127, xx == 0)
+    for pattern in ((yy + xx) % 2 == 0, comb, serpentine):
+        out.append(np.where(pattern[..., None], np.uint8(255), np.uint8(0)).repeat(3, axis=2))
     return [np.ascontiguousarray(a) for a in out]
 
 
