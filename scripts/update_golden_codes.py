@@ -29,7 +29,7 @@ GOLDEN = REPO / "tests" / "data" / "golden_codes.json"
 def main() -> None:
     files = [(REPO / "tests" / "data" / "hostile" / n).read_bytes() for n in IMAGES]
     record = {
-        "versions": {pkg: version(pkg) for pkg in ("pillow", "keras", "tensorflow-cpu", "numpy")},
+        "versions": {pkg: version(pkg) for pkg in ("pillow", "keras", "tensorflow-cpu", "numpy", "numba")},
         "models": {},
     }
     for model_version in available_model_versions():
