@@ -3,12 +3,12 @@
 The framing looks at every avatar's pixels several times: its distance to a
 colour, ring after ring from the edge inwards, the connected regions around
 the corners. Written with numpy, each step is a handful of small array calls
-and the Python overhead between them cost more than the arithmetic (about
-390 calls and 0.68 ms per 128x128 avatar, ``make bench``'s images). These
+and the Python overhead between them cost more than the arithmetic (before,
+about 390 calls and 0.68 ms per 128x128 avatar, ``make bench``'s images). These
 kernels do the same steps in one compiled loop each, on integers (colour
 distances are doubled so that they stay integers; medians of integers are
 exact in float32), so the framing's results are the same bit for bit:
-``tests/test_framing.py`` compares them with the numpy definitions.
+``tests/test_framing_kernels.py`` compares them with the numpy definitions.
 
 Compiled on first use (about 4 s for all of them) and cached on disk, so a
 Spark Python worker loads them in well under a second after the first
