@@ -182,7 +182,7 @@ def make_images(folder: Path, count: int, sources: Path) -> list[Path]:
     families = sorted(FAMILIES)
     paths, seen = [], set()
     for i in range(count):
-        fmt = "JPEG" if i % 2 else "PNG"
+        fmt, suffix = ("JPEG", "jpg") if i % 2 else ("PNG", "png")
         for _ in range(100):
             data = encode(vary(srcs[i % len(srcs)], families[int(rng.integers(len(families)))], rng), fmt, 90)
             digest = hashlib.sha256(data).digest()
@@ -191,7 +191,7 @@ def make_images(folder: Path, count: int, sources: Path) -> list[Path]:
         else:
             raise RuntimeError(f"no new variation of {sources} for image {i} in 100 draws; ask for fewer images")
         seen.add(digest)
-        path = folder / f"img{i:06d}.{'jpg' if i % 2 else 'png'}"
+        path = folder / f"img{i:06d}.{suffix}"
         path.write_bytes(data)
         paths.append(path)
     return paths

@@ -18,18 +18,13 @@ from PIL import Image
 from scipy import ndimage
 
 from silse_spark import framing_kernels as kernels
-from silse_spark.framing import FLAT_LEVELS, LOW, MAX_PEEL, RING_UNIFORM
+from silse_spark.framing import FLAT_LEVELS, LOW, MAX_PEEL, RING_UNIFORM, _ring
 from silse_spark.variations import rotate, shift_h, shift_w
 
 
 def _twice_distance(pixels: np.ndarray, colour: np.ndarray) -> np.ndarray:
     twice = np.rint(np.asarray(colour, np.float64) * 2).astype(np.int32)
     return np.abs(pixels.astype(np.int32) * 2 - twice).max(axis=2).astype(np.int16)
-
-
-def _ring(pixels: np.ndarray, inset: int) -> np.ndarray:
-    inner = pixels[inset : pixels.shape[0] - inset, inset : pixels.shape[1] - inset]
-    return np.concatenate([inner[0], inner[-1], inner[:, 0], inner[:, -1]])
 
 
 def _median(values: np.ndarray) -> np.ndarray:
