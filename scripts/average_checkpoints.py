@@ -4,7 +4,7 @@ For each ``alpha``, the model gets ``alpha * A + (1 - alpha) * B`` (every
 weight, batch-norm statistics included) and is scored with the training-side
 validation check on the seed families (``silse_spark.training.validate``):
 exact-code recall, exact-code false-match rate, effective bits, constant bits.
-Used for the "weight averages" lines of docs/model-card.md:
+Used for the weight-average lines of docs/training-log.md ("Longer `v1-r2`, then `v1-r4`"):
 
     python scripts/average_checkpoints.py --config v1-r2 --data work/training \\
         A.weights.h5 B.weights.h5 --alpha 0.5
