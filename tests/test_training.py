@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import io
 import json
 from pathlib import Path
@@ -31,6 +32,7 @@ from silse_spark.training.train import (
     build_trainable,
     get_config,
     load_checkpoint,
+    make_objective,
     permute_output_bits,
     register_model,
     save_checkpoint,
@@ -117,6 +119,16 @@ def test_pair_objective_splits_rows_into_originals_and_copies() -> None:
     assert np.isfinite(stable) and stable < flipped
     with pytest.raises(ValueError, match="loss kind"):
         losses.PairObjective(kind="triplet")
+
+
+def test_each_configuration_reaches_the_objective_and_its_saved_config() -> None:
+    settings = [p for p in inspect.signature(losses.PairObjective.__init__).parameters
+                if p not in ("self", "kind", "name", "kwargs")]
+    assert tuple(settings) == losses.OBJECTIVE_SETTINGS  # a new loss setting must be listed to be configurable
+    for config in CONFIGS.values():
+        restored = losses.PairObjective.from_config(make_objective(config).get_config())
+        assert restored.kind == config.loss
+        assert {s: getattr(restored, s) for s in settings} == {s: getattr(config, s) for s in settings}, config.name
 
 
 def _numpy_memory_loss(u: np.ndarray, ids: np.ndarray, memory: np.ndarray, memory_ids: np.ndarray,

@@ -234,6 +234,15 @@ def quantisation_loss(u: Tensor) -> Tensor:
     return ops.mean(ops.square(ops.abs(u) - 1.0))
 
 
+OBJECTIVE_SETTINGS = (
+    "pos_margin", "neg_margin", "hard_weight", "pos_weight", "neg_weight", "balance_weight",
+    "decorrelation_weight", "quantisation_weight", "weakest_bits_weight", "weakest_bits_k", "memory_batches",
+    "memory_weight",
+)
+""":class:`PairObjective`'s settings besides ``kind``: same-named fields of a training configuration
+(:func:`silse_spark.training.train.make_objective`) and of the loss's saved config."""
+
+
 @keras.saving.register_keras_serializable(package="silse")
 class PairObjective(keras.losses.Loss):
     """The training loss on ``y_pred = f(concat(a, b))``, shape ``(2 * batch, 48)``.
@@ -347,12 +356,5 @@ class PairObjective(keras.losses.Loss):
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = super().get_config()
-        config.update(
-            kind=self.kind, pos_margin=self.pos_margin, neg_margin=self.neg_margin,
-            hard_weight=self.hard_weight, pos_weight=self.pos_weight, neg_weight=self.neg_weight,
-            balance_weight=self.balance_weight, decorrelation_weight=self.decorrelation_weight,
-            quantisation_weight=self.quantisation_weight, weakest_bits_weight=self.weakest_bits_weight,
-            weakest_bits_k=self.weakest_bits_k, memory_batches=self.memory_batches,
-            memory_weight=self.memory_weight,
-        )
+        config.update(kind=self.kind, **{name: getattr(self, name) for name in OBJECTIVE_SETTINGS})
         return config

@@ -459,16 +459,9 @@ def get_config(name: str) -> TrainConfig:
 
 
 def make_objective(config: TrainConfig) -> Any:
-    from silse_spark.training.losses import PairObjective
+    from silse_spark.training.losses import OBJECTIVE_SETTINGS, PairObjective
 
-    return PairObjective(
-        kind=config.loss, pos_margin=config.pos_margin, neg_margin=config.neg_margin,
-        hard_weight=config.hard_weight, pos_weight=config.pos_weight, neg_weight=config.neg_weight,
-        balance_weight=config.balance_weight, decorrelation_weight=config.decorrelation_weight,
-        quantisation_weight=config.quantisation_weight, weakest_bits_weight=config.weakest_bits_weight,
-        weakest_bits_k=config.weakest_bits_k, memory_batches=config.memory_batches,
-        memory_weight=config.memory_weight,
-    )
+    return PairObjective(kind=config.loss, **{name: getattr(config, name) for name in OBJECTIVE_SETTINGS})
 
 
 def fast_bfloat16() -> bool:
