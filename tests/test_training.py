@@ -313,17 +313,24 @@ def test_checkpoint_round_trip_and_export(tmp_path: Path) -> None:
     assert stored["models"]["tiny-r1"]["sha256"] == digest
 
 
-def test_training_keeps_snapshots_of_earlier_steps(tmp_path: Path, demo_avatar_paths: list[Path]) -> None:
+def test_training_keeps_snapshots_of_earlier_steps(
+    tmp_path: Path, demo_avatar_paths: list[Path], caplog: pytest.LogCaptureFixture,
+) -> None:
     from silse_spark.training.train import float32_model, train
 
     canvases = np.stack([np.asarray(Image.open(p).convert("RGB").resize((128, 128))) for p in demo_avatar_paths[:8]])
     np.save(tmp_path / "train.npy", canvases)
-    config = _tiny_config()
-    model, state = train(config, tmp_path, tmp_path / "ck", minutes=None, steps=3, resume=False,
-                         snapshot_minutes=1e-9)
+    config = dataclasses.replace(_tiny_config(), checkpoint_minutes=1e-9)  # a checkpoint after every step too
+    with caplog.at_level("INFO", logger="silse_spark.training.train"):
+        model, state = train(config, tmp_path, tmp_path / "ck", minutes=None, steps=3, resume=False,
+                             snapshot_minutes=1e-9)
     snapshots = sorted((tmp_path / "ck" / "snapshots").glob("step-*.weights.h5"))
     assert [p.name for p in snapshots] == [f"step-{k:06d}.weights.h5" for k in (1, 2, 3)]
     assert state.step == 3
+    # Each step's checkpoint is written once: the end does not write the last one again.
+    saved = [r.getMessage().split(",")[0] for r in caplog.records if r.getMessage().startswith("checkpoint: step")]
+    assert saved == ["checkpoint: step 1", "checkpoint: step 2", "checkpoint: step 3"]
+    assert json.loads((tmp_path / "ck" / "state.json").read_text())["state"]["step"] == 3
     first, last = float32_model(config, snapshots[0]), float32_model(config, snapshots[-1])
     for x, y in zip(last.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_allclose(x, y)

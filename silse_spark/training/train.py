@@ -756,6 +756,7 @@ def train(
     started = time.time()
     last_ckpt = started
     last_snapshot = started
+    saved_step, snapshot_step = -1, -1  # the steps last written, so the end does not write them again
     last_log = started
     window: list[float] = []
     budget_s = None if minutes is None else minutes * 60.0
@@ -792,13 +793,14 @@ def train(
             last_log = now
         if now - last_ckpt >= config.checkpoint_minutes * 60:
             save_checkpoint(model, state, config, checkpoint_dir)
-            last_ckpt = time.time()
+            last_ckpt, saved_step = time.time(), state.step
         if snapshot_minutes is not None and now - last_snapshot >= snapshot_minutes * 60:
             save_snapshot(model, state, checkpoint_dir)
-            last_snapshot = time.time()
+            last_snapshot, snapshot_step = time.time(), state.step
     stream.close()  # stops the pair thread or processes
-    save_checkpoint(model, state, config, checkpoint_dir)
-    if snapshot_minutes is not None:
+    if state.step != saved_step:
+        save_checkpoint(model, state, config, checkpoint_dir)
+    if snapshot_minutes is not None and state.step != snapshot_step:
         save_snapshot(model, state, checkpoint_dir)
     log.info("finished %s: step %d, %d pairs, %.0f s of training steps, %.0f s wall this run",
              config.name, state.step, state.pairs, state.seconds, time.time() - started)
