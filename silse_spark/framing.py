@@ -42,7 +42,7 @@ validation drawings on plain non-white backgrounds 0.413 -> 0.409, all
 1,408 validation images 0.469 -> 0.468, the 69 demo avatars 0.449 -> 0.449
 (``work/photos``, 2026-11-30; the thresholds were chosen on these sets;
 ``make eval-photos``, other crops of the same wallpapers through the Spark
-job: 0.142 -> 0.376; see the model card). Elsewhere it gives ``moments-fill``'s frame.
+job: 0.142 -> 0.376; see docs/training-log.md). Elsewhere it gives ``moments-fill``'s frame.
 
 ``moments-bleed-levels`` then stretches each colour channel of the framed
 108x108 result so that its top level (99.5th percentile) becomes 255
@@ -73,14 +73,14 @@ extra families 0.491 -> 0.487; 0.07 ms more per image to decode (bench images, 7
 On ``make eval`` (the demo avatars) it gained seed-family exact recall (0.456 -> 0.479) but lost
 recall within 2 bits, the extra families (jpeg 0.554 -> 0.467: nearest-neighbour turns make a
 recompressed copy's small axis change a whole-pixel jump) and cluster-job F1, so the model
-version using it (``silse-v1f-r6``) is registered but not the default (see the model card).
+version using it (``silse-v1f-r6``) is registered but not the default (see docs/training-log.md).
 
 ``moments-bleed-white-mirror`` instead flips the framed drawing left to right when its horizontal
 skew (third moment of the framing's weights) is below ``-MIRROR_SKEW``: a mirror image has the
 opposite skew, so a lopsided drawing and its mirrored copy reach the model the same way round.
 ``make eval``: mirrored copies 0.275 -> 0.551 exact, extra families 0.466 -> 0.481, but the cluster
 job's precision fell (0.916 -> 0.888) and a demo campaign whose drawing is skewed near the
-threshold split, so its model version (``silse-v1f-r7``) is not the default (see the model card).
+threshold split, so its model version (``silse-v1f-r7``) is not the default (see docs/training-log.md).
 
 ``moments-margin-white`` (the default model's framing since 2026-12-02, ``silse-v1f-r11``) is ``moments-bleed-white``
 for drawings that fill their canvas, found on held-out icons (``make eval-icons``: Tango, GNOME and Moka themes) where

@@ -2,7 +2,7 @@
 
 The continuations trained on this CPU wander: consecutive snapshots of one
 run differ by up to 0.016 in exact recall and by up to 10x in exact false
-matches on ``make eval`` (model card). Averaging the weights of snapshots of
+matches on ``make eval`` (docs/training-log.md). Averaging the weights of snapshots of
 one run, all descended from the same start, keeps what they share and
 averages out the wandering (Izmailov et al., "Averaging Weights Leads to
 Wider Optima", 2018). The averaged batch-norm statistics do not describe the
