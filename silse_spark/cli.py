@@ -5,6 +5,8 @@
     silse match IMAGE --hashes DIR      accounts whose code is within --radius (default 2)
     silse gallery --clusters DIR --hashes DIR --output report.html
                                         a self-contained HTML page of the largest clusters
+    silse models [--verify]             the registered model versions (``--model`` values), the
+                                        default marked; ``--verify`` checks each weights file's SHA-256
 
 Exit codes: 0 done, 1 a file could not be hashed, 2 bad usage or configuration.
 """
@@ -112,6 +114,26 @@ def _cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from silse_spark.model import available_model_versions, default_model_version, get_model_spec, verify_weights
+
+    default, failed = default_model_version(), 0
+    print("version\tdefault\tarchitecture\tframing\tviews\tweights" + ("\tsha256" if args.verify else ""))
+    for version in available_model_versions():
+        spec = get_model_spec(version)
+        row = [version, "yes" if version == default else "", spec.architecture, spec.framing, "+".join(spec.views),
+               spec.weights]
+        if args.verify:
+            try:
+                verify_weights(spec)
+                row.append("ok")
+            except ModelIntegrityError as exc:
+                failed += 1
+                row.append(f"FAILED: {exc}")
+        print("\t".join(row))
+    return 1 if failed else 0
+
+
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from silse_spark.gallery import GalleryError, write_gallery
 
@@ -146,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="HTML file to write")
     p.add_argument("--top", type=int, default=50, help="how many of the largest clusters to show")
     p.set_defaults(func=_cmd_gallery)
+    p = sub.add_parser("models", help="list the registered model versions (--model values)")
+    p.add_argument("--verify", action="store_true", help="check each weights file against its registered SHA-256")
+    p.set_defaults(func=_cmd_models)
     return parser
 
 

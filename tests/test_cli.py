@@ -59,3 +59,48 @@ def test_clear_errors(standin_models: Path, tmp_path: Path, capsys: pytest.Captu
     shutil.copy(IMAGES / "rgb.png", tmp_path / "x.png")
     assert cli.main(["--model", "nope", "hash", str(tmp_path / "x.png")]) == 2
     assert "unknown model version" in capsys.readouterr().err
+
+
+def test_models_lists_every_registered_version_and_marks_the_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from silse_spark.model import MODELS_DIR_ENV, PACKAGED_MODELS_DIR
+
+    monkeypatch.setenv(MODELS_DIR_ENV, str(PACKAGED_MODELS_DIR))
+    registry = json.loads((PACKAGED_MODELS_DIR / "registry.json").read_text())
+    assert cli.main(["models"]) == 0
+    header, *rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert header == ["version", "default", "architecture", "framing", "views", "weights"]
+    assert sorted(row[0] for row in rows) == sorted(registry["models"])
+    assert [row[0] for row in rows if row[1] == "yes"] == [registry["default"]]
+    for version, _, architecture, framing, views, weights in rows:
+        entry = registry["models"][version]
+        assert (architecture, framing, weights) == (entry["architecture"], entry.get("framing", "none"), entry["weights"])
+        assert views.split("+") == entry.get("views", ["identity"])
+
+
+def test_models_verify_flags_every_version_whose_weights_changed(
+    standin_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from silse_spark.model import MODELS_DIR_ENV
+
+    models = tmp_path / "models"
+    shutil.copytree(standin_models, models)
+    registry = json.loads((models / "registry.json").read_text())
+    [(name, entry)] = registry["models"].items()
+    registry["models"]["same-weights-framed"] = {**entry, "framing": "moments"}  # two versions, one file
+    (models / "registry.json").write_text(json.dumps(registry))
+    monkeypatch.setenv(MODELS_DIR_ENV, str(models))
+    assert cli.main(["models", "--verify"]) == 0
+    assert [line.split("\t")[-1] for line in capsys.readouterr().out.splitlines()[1:]] == ["ok", "ok"]
+
+    weights = models / entry["weights"]
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit of the file changed
+    assert cli.main(["models", "--verify"]) == 1
+    verdicts = [line.split("\t")[-1] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert len(verdicts) == 2 and all(v.startswith("FAILED") and entry["sha256"] in v for v in verdicts)
