@@ -57,8 +57,11 @@ STATUS_DECODE_ERROR = "decode_error"
 STATUS_TOO_LARGE = "too_large"
 STATUS_UNSUPPORTED = "unsupported_format"
 STATUS_READ_ERROR = "read_error"
+STATUS_NO_ACCOUNT = "no_account_id"
+"""An input row (manifest or avatar table) whose ``account_id`` is null or blank: not read, not hashed."""
 STATUSES = (
     STATUS_OK, STATUS_EMPTY, STATUS_DECODE_ERROR, STATUS_TOO_LARGE, STATUS_UNSUPPORTED, STATUS_READ_ERROR,
+    STATUS_NO_ACCOUNT,
 )
 
 DEFAULT_MAX_PIXELS = 16_777_216

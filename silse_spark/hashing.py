@@ -23,7 +23,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from silse_spark.codes import twin_values_from_outputs
-from silse_spark.decode import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, STATUS_OK, decode_avatar
+from silse_spark.decode import (
+    DEFAULT_ALLOWED_FORMATS,
+    DEFAULT_MAX_PIXELS,
+    STATUS_NO_ACCOUNT,
+    STATUS_OK,
+    decode_avatar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +167,9 @@ def inference_partitions_for(spark: Any) -> int:
     return max(1, 4 * spark.sparkContext.defaultParallelism)
 
 
+NO_ACCOUNT_ERROR = "the input row has no account_id (null or blank); give every manifest or table row its account"
+
+
 def hash_accounts(
     accounts: DataFrame,
     model_version: str,
@@ -188,9 +197,15 @@ def hash_accounts(
     DataFrame
         The output columns (without ``run_date``), one row per account.
     """
-    accounts = accounts.withColumn(
-        "content_sha256", F.when(F.col("content").isNotNull(), F.sha2("content", 256))
-    )
+    # A row without an account cannot be clustered (null ids would all group as one account): it keeps
+    # its row, with a status saying so, and its file is not hashed.
+    no_account = F.col("account_id").isNull() | (F.trim("account_id") == "")
+    accounts = accounts.select(
+        *(c for c in accounts.columns if c not in ("content", "read_status", "read_error")),
+        F.when(~no_account, F.col("content")).alias("content"),
+        F.when(no_account, F.lit(STATUS_NO_ACCOUNT)).otherwise(F.col("read_status")).alias("read_status"),
+        F.when(no_account, F.lit(NO_ACCOUNT_ERROR)).otherwise(F.col("read_error")).alias("read_error"),
+    ).withColumn("content_sha256", F.when(F.col("content").isNotNull(), F.sha2("content", 256)))
     contents = (
         accounts.where(F.col("content").isNotNull())
         .select("content_sha256", "content")

@@ -19,16 +19,18 @@ reads the bytes of just the listed rows it is given (files that changed).
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import re
 import stat
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -44,6 +46,15 @@ LISTING_COLUMNS = ["account_id", "path", "_key", "file_size", "file_modified"]
 MAX_LENGTH_CONF = "spark.sql.sources.binaryFile.maxLength"
 UNREADABLE = ("file could not be read: missing, empty, unreadable, or larger than "
               "spark.sql.sources.binaryFile.maxLength")
+BYTES_KEY_PREFIX = "fsbytes:"
+"""``_key`` of a local file whose name is not valid UTF-8: this prefix, then the path's bytes percent-encoded.
+
+Spark strings are UTF-8, so such a name cannot be a ``file:`` key; this one decodes back to the exact
+bytes (:func:`_local_path`), so the Python reader still opens the file."""
+
+NO_PATH = "file could not be read: the manifest row has no path; give every row a path to an image file"
+NOT_UTF8_NAME = ("file could not be read: its name is not valid UTF-8, which Spark's binaryFile reader "
+                 "cannot open; read it with spark.silse.localReader=python (the default)")
 
 
 def normalise_path(path: Column) -> Column:
@@ -88,12 +99,15 @@ def _attach_content(listing: DataFrame, content: DataFrame) -> DataFrame:
     missing = F.col("_read_path").isNull()
     # Spark's file scan skips zero-length files, so a listed empty file has no bytes row.
     empty = missing & (F.col("file_size") == 0)
+    error = (F.when(empty, F.lit("file is empty (0 bytes)"))
+             .when(missing & F.col("_key").startswith(BYTES_KEY_PREFIX), F.lit(NOT_UTF8_NAME))
+             .when(missing, F.lit(UNREADABLE)))
     return joined.select(
         "account_id",
         "path",
         "content",
         F.when(empty, F.lit(STATUS_EMPTY)).when(missing, F.lit(STATUS_READ_ERROR)).alias("read_status"),
-        F.when(empty, F.lit("file is empty (0 bytes)")).when(missing, F.lit(UNREADABLE)).alias("read_error"),
+        error.alias("read_error"),
         F.coalesce("file_size", "length").alias("file_size"),
         F.coalesce("file_modified", "modificationTime").alias("file_modified"),
     )
@@ -120,29 +134,73 @@ def _local_path(path: str) -> str:
     return re.sub(r"^file:/*", "/", path) if path.startswith("file:") else os.path.abspath(path)
 
 
+def _file_of_key(key: str) -> str | bytes:
+    """The local file a listing's ``_key`` names: a ``file:`` URI, or a :data:`BYTES_KEY_PREFIX` key (as bytes)."""
+    if key.startswith(BYTES_KEY_PREFIX):
+        return urllib.parse.unquote_to_bytes(key[len(BYTES_KEY_PREFIX):])
+    return _local_path(key)
+
+
+LISTING_ROWS_PER_GROUP = 65_536
+"""Rows per Parquet row group of a local listing: the listing streams to disk in pieces this size."""
+
+_LISTING_SCHEMA = pa.schema([("path", pa.string()), ("_key", pa.string()), ("account_id", pa.string()),
+                             ("file_size", pa.int64()), ("_mtime_ms", pa.int64())])
+
+
+def _printable(text: str) -> str:
+    """``text`` as valid UTF-8: bytes a file name could not decode (surrogate escapes) become ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+ListingRow = tuple[str, str, str, "int | None", "int | None"]
+"""``(path, _key, account_id, file_size, mtime_ms)``: one row of a local listing file."""
+
+
+def _listing_row(root: str, name: str) -> ListingRow:
+    """``(path, _key, account_id, file_size, mtime_ms)`` of one directory entry, never raising."""
+    full = os.path.join(root, name)
+    size: int | None = None  # stays None for a dangling link or unreadable entry: read_error later
+    mtime: int | None = None
+    try:
+        st = os.stat(full)
+        # Milliseconds, truncated, as Hadoop's local FileSystem reports modification times.
+        size, mtime = st.st_size, st.st_mtime_ns // 1_000_000
+    except OSError:
+        pass
+    account = os.path.splitext(name)[0]
+    shown = _printable(full)
+    if shown == full:
+        return full, "file:" + full, account, size, mtime
+    return shown, BYTES_KEY_PREFIX + urllib.parse.quote_from_bytes(os.fsencode(full)), _printable(account), size, mtime
+
+
 def _list_local_files(directory: str, listing_file: str) -> int:
-    """Write every non-directory entry under ``directory`` to a CSV, streaming (constant memory).
+    """Write every non-directory entry under ``directory`` to a Parquet file, streaming (constant memory).
 
     Unlike Hadoop's listing, this keeps entries that cannot be read (broken
     symbolic links, special files), so they get a ``read_error`` row instead of
-    vanishing.
+    vanishing, and any file name: one with a line break or quotes (Parquet, not
+    CSV), or one that is not valid UTF-8 (shown with ``\\xNN`` escapes in
+    ``path`` and ``account_id``, keyed by its bytes, see :data:`BYTES_KEY_PREFIX`),
+    which Hadoop's listing skips without a word.
     """
-    count = 0
-    with open(listing_file, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "_key", "account_id", "file_size", "_mtime_ms"])
+    count, rows = 0, list[ListingRow]()
+    with pq.ParquetWriter(listing_file, _LISTING_SCHEMA) as writer:
+        def flush() -> None:
+            columns: list[tuple[Any, ...]] = list(zip(*rows)) if rows else [() for _ in _LISTING_SCHEMA.names]
+            writer.write_table(pa.Table.from_arrays([pa.array(c, t) for c, t in zip(columns, _LISTING_SCHEMA.types)],
+                                                    schema=_LISTING_SCHEMA))
+            rows.clear()
+
         for root, dirs, files in os.walk(directory, followlinks=False):
             dirs.sort()
             for name in sorted(files):
-                full = os.path.join(root, name)
-                try:
-                    st = os.stat(full)
-                    # Milliseconds, truncated, as Hadoop's local FileSystem reports modification times.
-                    size, mtime = str(st.st_size), str(st.st_mtime_ns // 1_000_000)
-                except OSError:
-                    size = mtime = ""  # dangling link or unreadable entry: read_error later
-                writer.writerow([full, "file:" + full, os.path.splitext(name)[0], size, mtime])
+                rows.append(_listing_row(root, name))
                 count += 1
+                if len(rows) >= LISTING_ROWS_PER_GROUP:
+                    flush()
+        flush()  # an empty directory still gets a (row-less) file with the schema
     return count
 
 
@@ -150,11 +208,9 @@ def _local_listing(spark: SparkSession, local: str, scratch: str | None) -> Data
     """The listing of a local directory (see :func:`_list_local_files`) as a DataFrame of LISTING_COLUMNS."""
     scratch_dir = scratch or tempfile.mkdtemp(prefix="silse-listing-")
     os.makedirs(scratch_dir, exist_ok=True)
-    listing_file = os.path.join(scratch_dir, "listing.csv")
+    listing_file = os.path.join(scratch_dir, "listing.parquet")
     log.info("listed %d files under %s", _list_local_files(local, listing_file), local)
-    listing = spark.read.option("header", "true").schema(
-        "path string, _key string, account_id string, file_size long, _mtime_ms long"
-    ).csv("file:" + listing_file)
+    listing = spark.read.parquet("file:" + listing_file)
     return listing.select(*LISTING_COLUMNS[:-1], F.timestamp_millis("_mtime_ms").alias("file_modified"))
 
 
@@ -196,7 +252,11 @@ def _read_table(spark: SparkSession, path: str, what: str) -> DataFrame:
     if not _hadoop_exists(spark, path):
         raise ConfigError(f"{what} {path!r} does not exist; pass an existing CSV or Parquet file")
     if path.lower().endswith((".csv", ".csv.gz", ".txt")):
-        return spark.read.option("header", "true").option("mode", "PERMISSIVE").csv(path)
+        # RFC 4180 as Python's csv module and spreadsheets write it: a quoted field may hold commas,
+        # line breaks and doubled quotes. (multiLine reads each CSV file in one task; for very large
+        # manifests prefer Parquet, which splits.)
+        return (spark.read.option("header", "true").option("mode", "PERMISSIVE")
+                .option("multiLine", "true").option("escape", '"').csv(path))
     return spark.read.parquet(path)
 
 
@@ -323,7 +383,7 @@ def read_listing(
     return listing, local
 
 
-def _read_local_file(path: str, max_length: int) -> tuple[bytes | None, str | None, str | None]:
+def _read_local_file(path: str | bytes, max_length: int) -> tuple[bytes | None, str | None, str | None]:
     """``(content, read_status, read_error)`` for one local file, never raising."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
@@ -351,7 +411,8 @@ def _read_batch(batch: pd.DataFrame, max_length: int, chunk_bytes: int = READ_CH
     """
     start, size, read = 0, 0, []
     for i, key in enumerate(batch["_key"]):
-        read.append(_read_local_file(_local_path(key), max_length))
+        read.append(_read_local_file(_file_of_key(key), max_length) if isinstance(key, str)
+                    else (None, STATUS_READ_ERROR, NO_PATH))
         size += len(read[-1][0] or b"")
         if size >= chunk_bytes or i == len(batch) - 1:
             rows = batch.iloc[start: i + 1]

@@ -178,18 +178,57 @@ def local_reader(spark, request: pytest.FixtureRequest) -> Iterator[str]:  # noq
 def test_unreadable_entries_and_odd_names_keep_their_rows(
     spark, demo_avatar_paths: list[Path], tmp_path: Path, local_reader: str  # noqa: ANN001
 ) -> None:
+    from silse_spark.sources import NOT_UTF8_NAME
+
     root = tmp_path / "in"
     root.mkdir()
-    for name in ("sp ace%20.png", "ünï.png", "q#?.png"):
-        shutil.copy(demo_avatar_paths[3], root / name)
+    odd = ("sp ace%20", "ünï", "q#?", "line\nbreak", 'quo"te,comma', "back\\slash", "tab\there")
+    for stem in odd:
+        shutil.copy(demo_avatar_paths[3], root / f"{stem}.png")
+    # A name that is not UTF-8 (Latin-1 bytes, as an old FTP upload may leave): Hadoop's listing skips it.
+    shutil.copy(demo_avatar_paths[3], os.path.join(os.fsencode(root), b"caf\xe9.png"))
     (root / "dangling.png").symlink_to(tmp_path / "nowhere.png")
     (root / "zero.png").write_bytes(b"")
     run_hash_job(spark, HashJobConfig("avatars", str(root), str(tmp_path / "o"), run_date="2026-01-01"))
     rows = read_partition(spark, tmp_path / "o", "2026-01-01").set_index("account_id")
+    not_utf8 = "ok" if local_reader == "python" else "read_error"
     assert rows.status.to_dict() == {
-        "dangling": "read_error", "q#?": "ok", "sp ace%20": "ok", "ünï": "ok", "zero": "empty"
+        "dangling": "read_error", "zero": "empty", "caf\\xe9": not_utf8, **{stem: "ok" for stem in odd}
     }
     assert rows.loc["ünï", "path"] == str(root / "ünï.png")
+    assert rows.loc["line\nbreak", "path"] == str(root / "line\nbreak.png")
+    assert rows.loc["caf\\xe9", "path"] == str(root) + "/caf\\xe9.png"
+    assert rows.loc[list(odd), "twin_value"].nunique() == 1
+    if local_reader == "spark":
+        assert rows.loc["caf\\xe9", "error"] == NOT_UTF8_NAME
+    else:
+        assert rows.loc["caf\\xe9", "twin_value"] == rows.loc["ünï", "twin_value"]
+
+
+def test_manifest_rows_without_path_or_account_keep_their_rows(
+    spark, demo_avatar_paths: list[Path], tmp_path: Path, local_reader: str  # noqa: ANN001
+) -> None:
+    from silse_spark.hashing import NO_ACCOUNT_ERROR
+    from silse_spark.sources import NO_PATH
+
+    odd = tmp_path / 'a "quoted", two-line\nname.png'
+    shutil.copy(demo_avatar_paths[4], odd)
+    shutil.copy(demo_avatar_paths[5], tmp_path / "plain.png")
+    # As Python's csv module, pandas and spreadsheets write it: the odd path quoted, its quotes doubled.
+    pd.DataFrame({"account_id": ["odd", "no_path", None, " ", "plain"],
+                  "path": [str(odd), None, str(tmp_path / "plain.png"), str(odd), str(tmp_path / "plain.png")]},
+                 ).to_csv(tmp_path / "m.csv", index=False)
+    run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o"), run_date="2026-01-01"))
+    rows = read_partition(spark, tmp_path / "o", "2026-01-01")
+    assert len(rows) == 5
+    by_id = rows[rows.account_id.notna()].set_index("account_id")
+    assert by_id.status.to_dict() == {"odd": "ok", "no_path": "read_error", " ": "no_account_id", "plain": "ok"}
+    assert by_id.loc["odd", "path"] == str(odd)
+    if local_reader == "python":
+        assert by_id.loc["no_path", "error"] == NO_PATH
+    nameless = rows[rows.account_id.isna()].iloc[0]
+    assert (nameless.status, nameless.error, nameless.twin_value) == ("no_account_id", NO_ACCOUNT_ERROR, None)
+    assert by_id.loc[" ", "error"] == NO_ACCOUNT_ERROR and by_id.loc[" ", "content_sha256"] is None
 
 
 def test_hostile_corpus_gives_one_row_per_file_with_its_status(spark, tmp_path: Path) -> None:  # noqa: ANN001
