@@ -64,6 +64,21 @@ def png_text_bomb(inflated: int = 50_000_000) -> bytes:
     return png[:iend] + text + png[iend:]
 
 
+def jpeg_scan_bomb(side: int = 1024, repeats: int = 500) -> bytes:
+    """A progressive JPEG with one of its small AC scans repeated ``repeats`` times (a CPU-time bomb).
+
+    libjpeg decodes each scan over the whole image however few bytes it has ("LJT-01-003"), so the cost
+    grows with the number of scans, not with the file size.
+    """
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (90, 120, 200)).save(buf, format="JPEG", progressive=True, quality=90)
+    data = buf.getvalue()
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xDA, 0xD9)]
+    scans = [data[a:b] for a, b in zip(starts, starts[1:])]  # each SOS segment up to the next marker
+    smallest = min(scans[1:], key=len)
+    return data[: starts[-1]] + smallest * repeats + data[starts[-1]:]
+
+
 def save(img: Image.Image, name: str, **kwargs: object) -> bytes:
     buf = io.BytesIO()
     fmt = kwargs.pop("format", None) or name.rsplit(".", 1)[1].upper().replace("JPG", "JPEG")
@@ -113,6 +128,8 @@ def main() -> None:
     (OUT / "bomb.png").write_bytes(png_bomb())
     (OUT / "huge_header.jpg").write_bytes(jpeg_huge_header())
     (OUT / "text_bomb.png").write_bytes(png_text_bomb())
+    save(base, "progressive.jpg", quality=90, progressive=True)
+    (OUT / "scan_bomb.jpg").write_bytes(jpeg_scan_bomb())
     (OUT / "rgb_as_jpg_name.jpg").write_bytes(good_png)  # a PNG with the wrong extension decodes fine
 
 

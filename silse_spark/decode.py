@@ -64,6 +64,16 @@ STATUSES = (
     STATUS_NO_ACCOUNT,
 )
 
+MAX_JPEG_SCANS = 100
+"""Most start-of-scan markers a JPEG may have. libjpeg decodes every scan over the whole coefficient buffer,
+and the standard lets a scan be a few bytes (EOB runs), so a small file of thousands of scans costs minutes
+of CPU (libjpeg-turbo's "LJT-01-003"; measured here: a 264 KB 4096x4096 JPEG with one scan repeated 5,000
+times, 71 s against 0.10 s without the repeats; at this limit 1.1 s, see docs/reliability.md). Encoders
+write about 10 (libjpeg's default progression) and rarely more than 20; DALI's decoder refuses more than
+500. Counted as the bytes ``FF DA``, which entropy-coded data never contains (a 0xFF there is followed by
+0x00 or a restart marker), so an embedded thumbnail's scans are counted too: an upper bound."""
+SOS_MARKER = b"\xff\xda"
+
 DEFAULT_MAX_PIXELS = 16_777_216
 """Largest accepted width x height (4096 x 4096): generous for avatars, small enough
 that one decode stays under ~70 MB of memory."""
@@ -190,6 +200,15 @@ def decode_avatar(
                         width=width, height=height, format=fmt,
                     )
                 img.seek(0)
+                if fmt in ("JPEG", "MPO"):
+                    scans = bytes(data).count(SOS_MARKER)
+                    if scans > MAX_JPEG_SCANS:
+                        return DecodedAvatar(
+                            STATUS_TOO_LARGE,
+                            f"JPEG has {scans} scans; the limit is {MAX_JPEG_SCANS} (a progressive JPEG has about "
+                            "10): decoding cost grows with every scan, so this is refused as a CPU-time bomb",
+                            width=width, height=height, format=fmt,
+                        )
                 if fmt == "JPEG":
                     img.draft("RGB", (2 * size, 2 * size))
                 img.load()

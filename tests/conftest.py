@@ -19,13 +19,13 @@ HOSTILE_STATUS = {
     "rgb.png": "ok", "alpha.png": "ok", "grey.png": "ok", "grey_alpha.png": "ok", "grey16.png": "ok",
     "palette_transparent.gif": "ok", "exif_rotated.jpg": "ok", "upright.jpg": "ok", "cmyk.jpg": "ok",
     "animated.gif": "ok", "animated_webp.webp": "ok", "one_pixel.png": "ok", "wide.png": "ok",
-    "rgb_as_jpg_name.jpg": "ok",
+    "rgb_as_jpg_name.jpg": "ok", "progressive.jpg": "ok",
     # broken or hostile: each must get its own status and an error
     "empty.png": "empty", "truncated.png": "decode_error", "truncated_jpeg.jpg": "decode_error",
     "text_named.jpg": "decode_error", "html_named.png": "decode_error", "svg_image.png": "decode_error",
     "bomb.png": "too_large", "huge_header.jpg": "too_large", "text_bomb.png": "decode_error",
     "tiff_image.tif": "unsupported_format", "multipage.tif": "unsupported_format",
-    "bmp_image.bmp": "unsupported_format",
+    "bmp_image.bmp": "unsupported_format", "scan_bomb.jpg": "too_large",
 }
 """Expected status of every file in tests/data/hostile (scripts/make_test_images.py)."""
 

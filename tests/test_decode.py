@@ -38,6 +38,24 @@ def test_each_fixture_gets_its_status(name: str, status: str, framing: str) -> N
         assert result.pixels is None and result.error
 
 
+def test_jpeg_scans_are_limited_at_exactly_the_bound() -> None:
+    """A JPEG with MAX_JPEG_SCANS scans decodes; one more scan is refused as a CPU-time bomb, from the bytes alone."""
+    from silse_spark.decode import MAX_JPEG_SCANS, SOS_MARKER
+
+    data = (IMAGES / "progressive.jpg").read_bytes()
+    first = data.index(SOS_MARKER)
+    scans = data[first:].split(SOS_MARKER)[1:]
+    # Repeat the last refinement scan: its segment up to the end-of-image marker.
+    extra = SOS_MARKER + scans[-1][: scans[-1].rindex(b"\xff\xd9")]
+    needed = MAX_JPEG_SCANS - len(scans)
+    at_limit = data[:-2] + extra * needed + data[-2:]
+    assert at_limit.count(SOS_MARKER) == MAX_JPEG_SCANS
+    assert decode_avatar(at_limit).status == STATUS_OK
+    over = decode_avatar(at_limit[:-2] + extra + at_limit[-2:])
+    assert over.status == STATUS_TOO_LARGE and over.pixels is None
+    assert f"JPEG has {MAX_JPEG_SCANS + 1} scans; the limit is {MAX_JPEG_SCANS}" in (over.error or "")
+
+
 def test_format_is_detected_from_content_not_name() -> None:
     assert decode("rgb_as_jpg_name.jpg").format == "PNG"
     assert "TIFF" in (decode("tiff_image.tif").error or "")
