@@ -892,7 +892,11 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
     import time
 
     F = _F()
+    from silse_spark.sources import check_output_directory
+
     started = time.monotonic()
+    for path in (config.clusters_path, config.summary_path):
+        check_output_directory(spark, path, f"--output {config.output}")
     run_date = choose_run_date(spark, config)
     hashes = read_partition(spark, config.hashes, run_date)
     status_counts = {row["status"]: row["count"] for row in hashes.groupBy("status").count().collect()}

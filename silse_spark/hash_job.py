@@ -37,7 +37,13 @@ from pyspark.sql import functions as F
 from silse_spark.config import ConfigError, HashJobConfig
 from silse_spark.hashing import OUTPUT_COLUMNS, hash_accounts, split_unchanged_files
 from silse_spark.model import get_model_spec, verify_weights
-from silse_spark.sources import hadoop_path, read_accounts, read_listing, read_local_contents
+from silse_spark.sources import (
+    check_output_directory,
+    hadoop_path,
+    read_accounts,
+    read_listing,
+    read_local_contents,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +123,7 @@ def run_hash_job(spark: SparkSession, config: HashJobConfig) -> HashJobSummary:
     """
     started = time.monotonic()
     model_version = check_model(config.model_version)
+    check_output_directory(spark, config.output, "--output")
     scratch = tempfile.mkdtemp(prefix="silse-hash-")
     try:
         hashed_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)

@@ -126,6 +126,25 @@ def _hadoop_exists(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(hpath))
 
 
+def check_output_directory(spark: SparkSession, path: str, flag: str) -> None:
+    """Fail before any work if ``path`` cannot be an output directory: it, or a folder above it, is a file.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file in the way, e.g. ``--output out.parquet`` pointing at an existing file.
+    """
+    fs, hpath = hadoop_path(spark, path)
+    while hpath is not None:
+        if fs.exists(hpath):
+            if fs.getFileStatus(hpath).isFile():
+                where = "is" if str(hpath) == str(hadoop_path(spark, path)[1]) else f"is under {hpath}, which is"
+                raise ConfigError(f"{flag}: {path!r} {where} a file, not a directory; pass a directory to write the "
+                                  "Parquet output into (it is created if missing)")
+            return
+        hpath = hpath.getParent()
+
+
 def _is_local(path: str) -> bool:
     return path.startswith("file:") or re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", path) is None
 

@@ -406,3 +406,11 @@ def test_missing_hashes_or_date_is_a_configuration_error(spark, tmp_path: Path) 
     hashes = write_hashes(tmp_path / "hashes", "2026-01-01", [("a", EXACT)])
     with pytest.raises(ConfigError, match="2026-01-01"):
         run_cluster_job(spark, ClusterJobConfig(hashes, str(tmp_path / "out"), run_date="2026-02-01", database=None))
+    # An output that is (or lies under) a file fails before any work, naming the file.
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "cluster_summary").write_text("not a folder")
+    with pytest.raises(ConfigError, match="cluster_summary' is a file, not a directory"):
+        run_cluster_job(spark, ClusterJobConfig(hashes, str(tmp_path / "taken"), database=None))
+    with pytest.raises(ConfigError, match="is under .*cluster_summary, which is a file"):
+        run_cluster_job(spark, ClusterJobConfig(hashes, str(tmp_path / "taken" / "cluster_summary" / "x"),
+                                                database=None))

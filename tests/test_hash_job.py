@@ -163,6 +163,9 @@ def test_bad_configuration_fails_before_work(spark, tmp_path: Path) -> None:  # 
     with pytest.raises(ConfigError, match="YYYY-MM-DD"):
         HashJobConfig("avatars", "x", "o", run_date="2026-13-01")
     assert not (tmp_path / "o").exists()
+    (tmp_path / "o.parquet").write_bytes(b"PAR1")
+    with pytest.raises(ConfigError, match="o.parquet' is a file, not a directory"):
+        run_hash_job(spark, HashJobConfig("avatars", str(tmp_path), str(tmp_path / "o.parquet")))
 
 
 @pytest.fixture(params=["python", "spark"])
