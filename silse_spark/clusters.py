@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from silse_spark.codes import CODE_BITS, CODE_HEX_LENGTH, InvalidTwinValueError, validate_twin_value
-from silse_spark.config import ConfigError, validate_run_date
+from silse_spark.config import ConfigError, require_hash_columns, validate_run_date
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -899,6 +899,8 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
         check_output_directory(spark, path, f"--output {config.output}")
     run_date = choose_run_date(spark, config)
     hashes = read_partition(spark, config.hashes, run_date)
+    require_hash_columns(hashes.columns, ["account_id", "path", "twin_value", "twin_bits", "status"], "--hashes",
+                         config.hashes)
     status_counts = {row["status"]: row["count"] for row in hashes.groupBy("status").count().collect()}
     summary = ClusterJobSummary(run_date, status_counts)
     log.info("clustering hashes of %s: %s", run_date, status_counts)

@@ -84,3 +84,21 @@ class HashJobConfig:
             raise ConfigError(
                 f"unknown image format(s) {unknown} in allowed formats; Pillow can open {sorted(Image.OPEN)}"
             )
+
+
+def require_hash_columns(columns: list[str], required: list[str], flag: str, directory: str) -> None:
+    """Fail with a clear message when a table passed as ``flag`` is not the hash job's output.
+
+    >>> require_hash_columns(["account_id", "status"], ["account_id", "status"], "--hashes", "out")
+    >>> try:
+    ...     require_hash_columns(["cluster_id", "account_id"], ["account_id", "status"], "--hashes", "out/clusters")
+    ... except ConfigError as exc:
+    ...     print(str(exc).split(";")[0])
+    --hashes out/clusters is not the output of jobs/hash_all.py: it has no column status (its columns: account_id, cluster_id)
+    """
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise ConfigError(
+            f"{flag} {directory} is not the output of jobs/hash_all.py: it has no column {', '.join(missing)} "
+            f"(its columns: {', '.join(sorted(columns))}); pass the directory given to hash_all.py as --output"
+        )

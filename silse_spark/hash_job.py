@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from silse_spark.config import ConfigError, HashJobConfig
-from silse_spark.hashing import OUTPUT_COLUMNS, hash_accounts, split_unchanged_files
+from silse_spark.config import ConfigError, HashJobConfig, require_hash_columns
+from silse_spark.hashing import OUTPUT_COLUMNS, REUSED_COLUMNS, hash_accounts, split_unchanged_files
 from silse_spark.model import get_model_spec, verify_weights
 from silse_spark.sources import (
     check_output_directory,
@@ -103,7 +103,9 @@ def read_previous(spark: SparkSession, directory: str, run_date: str) -> DataFra
         return None
     latest = earlier[-1]
     log.info("reusing codes from %s (run_date=%s)", directory, latest)
-    return spark.read.option("basePath", directory).parquet(f"{directory.rstrip('/')}/run_date={latest}")
+    previous = spark.read.option("basePath", directory).parquet(f"{directory.rstrip('/')}/run_date={latest}")
+    require_hash_columns(previous.columns, ["model_version", *REUSED_COLUMNS], "--previous", directory)
+    return previous
 
 
 def check_model(version: str | None) -> str:
@@ -170,6 +172,9 @@ def summarise(
     hashed_at: dt.datetime, seconds: float,
 ) -> HashJobSummary:
     """Counts per status, reused vs inferred, from the partition just written (no per-row collect)."""
+    fs, partition = hadoop_path(spark, f"{output.rstrip('/')}/run_date={run_date}")
+    if not fs.exists(partition):  # nothing was written
+        raise ConfigError("the input held no files or accounts; check --avatars/--manifest/--avatar-table")
     written = spark.read.parquet(output).where(F.col("run_date") == run_date)
     # One aggregation job. Rows with the same bytes share a status, so distinct counts per status add up.
     ok = F.col("status") == "ok"

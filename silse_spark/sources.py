@@ -228,7 +228,11 @@ def _local_listing(spark: SparkSession, local: str, scratch: str | None) -> Data
     scratch_dir = scratch or tempfile.mkdtemp(prefix="silse-listing-")
     os.makedirs(scratch_dir, exist_ok=True)
     listing_file = os.path.join(scratch_dir, "listing.parquet")
-    log.info("listed %d files under %s", _list_local_files(local, listing_file), local)
+    count = _list_local_files(local, listing_file)
+    log.info("listed %d files under %s", count, local)
+    if count == 0:  # an unmounted share looks like this: fail loudly rather than write an empty night
+        raise ConfigError(f"--avatars {local!r} holds no files (searched recursively); pass the directory of "
+                          "avatar images, and check that it is mounted")
     listing = spark.read.parquet("file:" + listing_file)
     return listing.select(*LISTING_COLUMNS[:-1], F.timestamp_millis("_mtime_ms").alias("file_modified"))
 
@@ -249,8 +253,12 @@ def _remote_listing(spark: SparkSession, directory: str) -> DataFrame:
 
 
 def _check_avatar_dir(spark: SparkSession, directory: str) -> None:
-    if not _hadoop_exists(spark, directory):
+    fs, hpath = hadoop_path(spark, directory)
+    if not fs.exists(hpath):
         raise ConfigError(f"--avatars {directory!r} does not exist; pass a directory of avatar images")
+    if not fs.getFileStatus(hpath).isDirectory():
+        raise ConfigError(f"--avatars {directory!r} is a file; pass the directory that holds the avatar images "
+                          "(or list files with --manifest)")
 
 
 def read_avatar_dir(spark: SparkSession, directory: str, scratch: str | None = None) -> DataFrame:

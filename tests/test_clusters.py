@@ -406,6 +406,13 @@ def test_missing_hashes_or_date_is_a_configuration_error(spark, tmp_path: Path) 
     hashes = write_hashes(tmp_path / "hashes", "2026-01-01", [("a", EXACT)])
     with pytest.raises(ConfigError, match="2026-01-01"):
         run_cluster_job(spark, ClusterJobConfig(hashes, str(tmp_path / "out"), run_date="2026-02-01", database=None))
+    # A table of clusters (here a stand-in with the cluster job's columns) is not a hashes table.
+    clusters = tmp_path / "clusters" / "run_date=2026-01-01"
+    clusters.mkdir(parents=True)
+    pq.write_table(pa.table({"cluster_id": ["c"], "account_id": ["a"], "twin_value": [EXACT], "twin_bits": [1],
+                             "method": ["exact"]}), clusters / "part.parquet")
+    with pytest.raises(ConfigError, match="is not the output of jobs/hash_all.py: it has no column path, status"):
+        run_cluster_job(spark, ClusterJobConfig(str(tmp_path / "clusters"), str(tmp_path / "o2"), database=None))
     # An output that is (or lies under) a file fails before any work, naming the file.
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "cluster_summary").write_text("not a folder")

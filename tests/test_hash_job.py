@@ -166,6 +166,25 @@ def test_bad_configuration_fails_before_work(spark, tmp_path: Path) -> None:  # 
     (tmp_path / "o.parquet").write_bytes(b"PAR1")
     with pytest.raises(ConfigError, match="o.parquet' is a file, not a directory"):
         run_hash_job(spark, HashJobConfig("avatars", str(tmp_path), str(tmp_path / "o.parquet")))
+    with pytest.raises(ConfigError, match="is a file; pass the directory that holds the avatar images"):
+        run_hash_job(spark, HashJobConfig("avatars", str(tmp_path / "o.parquet"), str(tmp_path / "o")))
+    (tmp_path / "empty" / "sub").mkdir(parents=True)  # as an unmounted share looks
+    with pytest.raises(ConfigError, match="holds no files .* check that it is mounted"):
+        run_hash_job(spark, HashJobConfig("avatars", str(tmp_path / "empty"), str(tmp_path / "o")))
+    # --previous must be the hash job's output, not (say) the cluster job's.
+    not_hashes = tmp_path / "clusters" / "run_date=2025-12-31"
+    not_hashes.mkdir(parents=True)
+    pd.DataFrame({"cluster_id": ["c"], "account_id": ["a"]}).to_parquet(not_hashes / "part.parquet")
+    with pytest.raises(ConfigError, match="--previous .* is not the output of jobs/hash_all.py: it has no column "
+                                          "model_version, content_sha256"):
+        run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o"),
+                                          run_date="2026-01-01", previous=str(tmp_path / "clusters")))
+    assert not (tmp_path / "o").exists()
+    # An empty manifest is found out only by running it (nothing is collected to count it first).
+    pd.DataFrame({"account_id": pd.Series([], dtype=str), "path": pd.Series([], dtype=str)}).to_csv(
+        tmp_path / "none.csv", index=False)
+    with pytest.raises(ConfigError, match="the input held no files or accounts"):
+        run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "none.csv"), str(tmp_path / "o2")))
 
 
 @pytest.fixture(params=["python", "spark"])
