@@ -203,7 +203,7 @@ def read_allowlist(path: str | Path) -> frozenset[str]:
     ['0123456789ab']
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not a code
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--allowlist {path}: cannot read it ({exc}); pass a UTF-8 text file of twin values") from exc
     values = set()

@@ -72,6 +72,9 @@ def test_allowlist_file_comments_and_bad_line(tmp_path: Path) -> None:
     good = tmp_path / "allow.txt"
     good.write_text("# defaults\n0123456789ab\n\nffffffffffff  # white\n")
     assert read_allowlist(good) == {"0123456789ab", "ffffffffffff"}
+    windows = tmp_path / "notepad.txt"  # byte-order mark and CRLF line ends, as Windows editors save
+    windows.write_bytes(b"\xef\xbb\xbf0123456789ab\r\n# white\r\nffffffffffff\r\n")
+    assert read_allowlist(windows) == {"0123456789ab", "ffffffffffff"}
     bad = tmp_path / "bad.txt"
     bad.write_text("0123456789ab\n0123456789AB\n")
     with pytest.raises(ConfigError, match="line 2"):
