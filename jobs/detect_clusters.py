@@ -14,7 +14,8 @@ cluster_summary in the metastore database (default silse). How it works:
 docs/clusters.md.
 
 Exit codes: 0 done, 2 bad configuration (message on stderr says what to fix),
-1 unexpected error.
+3 output written but the tables not registered (the metastore was busy or unreachable: the
+summary says why), 1 unexpected error.
 """
 
 from __future__ import annotations

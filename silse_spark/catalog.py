@@ -37,7 +37,39 @@ def qualified_location(spark: SparkSession, path: str) -> str:
     return str(hpath.getFileSystem(conf).makeQualified(hpath).toString())
 
 
+class MetastoreError(RuntimeError):
+    """The metastore could not be reached or written: the tables were not (all) registered."""
+
+
+DERBY_BUSY = (
+    "the embedded Derby metastore ({url}) admits one Spark process at a time and is probably open in "
+    "another one (a spark-sql, pyspark or notebook session started from the same directory): close it and "
+    "rerun the job (a rerun replaces its run_date, nothing is duplicated), or point Spark at a shared Hive "
+    "metastore (docs/deploy.md)"
+)
+
+
 def register_tables(spark: SparkSession, database: str, tables: Mapping[str, str]) -> list[str]:
+    """Create or replace external Parquet tables ``database.name`` for each ``name: location``.
+
+    See :func:`_register`; a failure of the metastore itself becomes :class:`MetastoreError`,
+    whose message says what to do (the Parquet outputs are not touched).
+    """
+    for name in (database, *tables):
+        if not _NAME.match(name):
+            raise ValueError(f"{name!r} is not a plain SQL name; use lowercase letters, digits and _")
+    try:
+        return _register(spark, database, tables)
+    except ValueError:
+        raise
+    except Exception as exc:  # py4j / AnalysisException from the Hive client: reported, not a stack trace
+        url = spark.sparkContext.getConf().get("spark.hadoop.javax.jdo.option.ConnectionURL", "")
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        hint = DERBY_BUSY.format(url=url) if "derby" in url.lower() else "check the metastore settings"
+        raise MetastoreError(f"registering {', '.join(tables)} in database {database} failed ({first}); {hint}") from exc
+
+
+def _register(spark: SparkSession, database: str, tables: Mapping[str, str]) -> list[str]:
     """Create or replace external Parquet tables ``database.name`` for each ``name: location``.
 
     Each table is dropped (metadata only) and recreated so its schema follows
@@ -60,9 +92,6 @@ def register_tables(spark: SparkSession, database: str, tables: Mapping[str, str
     >>> # register_tables(spark, "silse", {"clusters": "work/output/clusters"})
     >>> # spark.sql("SELECT count(*) FROM silse.clusters")
     """
-    for name in (database, *tables):
-        if not _NAME.match(name):
-            raise ValueError(f"{name!r} is not a plain SQL name; use lowercase letters, digits and _")
     if not spark.catalog.databaseExists(database):  # IF NOT EXISTS alone makes Hive log an ERROR
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
     registered = []

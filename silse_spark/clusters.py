@@ -840,6 +840,13 @@ class ClusterJobSummary:
     previous_run_date: str | None = None
     seconds: float = 0.0
     largest: list[tuple[str, int, int, str, str]] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    registration_error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 3 when the output is written but the tables could not be registered."""
+        return 3 if self.registration_error else 0
 
     def table(self) -> str:
         """Human-readable report; the largest clusters last."""
@@ -859,6 +866,10 @@ class ClusterJobSummary:
             f"{self.inherited_ids} ids kept from {self.previous_run_date or 'no previous run'})",
             f"wall time            {self.seconds:.1f} s",
         ]
+        if self.tables:
+            lines.append(f"tables               {', '.join(self.tables)}")
+        if self.registration_error:
+            lines.append(f"tables               NOT registered (exit code 3): {self.registration_error}")
         if self.largest:
             lines.append("largest clusters:")
             lines.append(f"  {'cluster_id':<24} {'size':>5} {'codes':>5}  {'methods':<20} representative")
@@ -939,13 +950,17 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
     )
     write_partition(cluster_summary, config.summary_path, run_date)
     if config.database:
-        from silse_spark.catalog import register_tables
+        from silse_spark.catalog import MetastoreError, register_tables
 
-        register_tables(
-            spark,
-            config.database,
-            {"hashes": config.hashes, "clusters": config.clusters_path, "cluster_summary": config.summary_path},
-        )
+        try:
+            summary.tables = register_tables(
+                spark,
+                config.database,
+                {"hashes": config.hashes, "clusters": config.clusters_path, "cluster_summary": config.summary_path},
+            )
+        except MetastoreError as exc:  # the night's output is written; say what was not done and go on
+            log.error("%s", exc)
+            summary.registration_error = str(exc)
 
     totals = cluster_summary.agg(
         F.count("*"), F.sum("size"), F.sum(F.col("cluster_id").startswith(run_date).cast("int"))

@@ -2,7 +2,8 @@
 
 The session is created here, inside ``main`` of a job (never at import), and
 stopped however the job ends; bad configuration found by the job becomes exit
-code 2 with the message on stderr, and the job's summary table is printed.
+code 2 with the message on stderr, and the job's summary table is printed (its ``exit_code``, where
+it has one, is the process's: the cluster job returns 3 when its tables could not be registered).
 """
 
 from __future__ import annotations
@@ -35,4 +36,5 @@ def run_spark_job(
     finally:
         spark.stop()
     print(summary.table())
-    return 0
+    # A summary may report partial success (the cluster job: output written, tables not registered).
+    return int(getattr(summary, "exit_code", 0))

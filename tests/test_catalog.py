@@ -76,3 +76,37 @@ def test_missing_hashes_exit_2_with_a_fix(tmp_path: Path) -> None:
     assert done.returncode == 2
     # spark-submit's Python runner merges the script's stderr into stdout
     assert "has no run_date=YYYY-MM-DD partitions; run jobs/hash_all.py first" in done.stdout + done.stderr
+
+
+HOLDER = """
+import os, sys, time
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.enableHiveSupport().getOrCreate()
+spark.sql("SHOW DATABASES").collect()  # boots the embedded Derby metastore and keeps it
+print("holding", flush=True)
+deadline = time.monotonic() + 300
+while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:  # until the test says done
+    time.sleep(0.2)
+"""
+
+
+def test_busy_metastore_keeps_the_output_and_exits_3(registered: Path, tmp_path: Path) -> None:
+    """An analyst's open spark-sql session holds the embedded Derby metastore: the night's clusters are still
+    written, the summary says the tables were not registered and why, and the exit code (3) tells the scheduler."""
+    (tmp_path / "holder.py").write_text(HOLDER)
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    holder = subprocess.Popen([str(BIN / "spark-submit"), "--master", "local[1]", *hive_conf(registered),
+                               str(tmp_path / "holder.py"), str(tmp_path / "done")], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, env=env, cwd=registered)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        done = run("spark-submit", registered, str(REPO / "jobs" / "detect_clusters.py"), "--hashes",
+                   str(registered / "hashes"), "--output", str(tmp_path / "out"))
+    finally:
+        (tmp_path / "done").touch()
+        holder.communicate(timeout=120)
+    assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "tables               NOT registered (exit code 3)" in done.stdout
+    assert "admits one Spark process at a time" in done.stdout
+    assert (tmp_path / "out" / "clusters" / "run_date=2026-01-01").is_dir()
+    assert (tmp_path / "out" / "cluster_summary" / "run_date=2026-01-01").is_dir()
