@@ -199,7 +199,7 @@ def _list_local_files(directory: str, listing_file: str) -> int:
 
     Unlike Hadoop's listing, this keeps entries that cannot be read (broken
     symbolic links, special files), so they get a ``read_error`` row instead of
-    vanishing, and any file name: one with a line break or quotes (Parquet, not
+    vanishing, follows links to folders (once per folder: no loops), and keeps any file name: one with a line break or quotes (Parquet, not
     CSV), or one that is not valid UTF-8 (shown with ``\\xNN`` escapes in
     ``path`` and ``account_id``, keyed by its bytes, see :data:`BYTES_KEY_PREFIX`),
     which Hadoop's listing skips without a word.
@@ -212,7 +212,18 @@ def _list_local_files(directory: str, listing_file: str) -> int:
                                                     schema=_LISTING_SCHEMA))
             rows.clear()
 
-        for root, dirs, files in os.walk(directory, followlinks=False):
+        seen: set[tuple[int, int]] = set()
+        # Links to folders are followed (shards mounted or linked into the tree), each folder listed once
+        # (by device and inode), so a link back up the tree cannot loop.
+        for root, dirs, files in os.walk(directory, followlinks=True):
+            try:
+                st = os.stat(root)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                dirs[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
             dirs.sort()
             for name in sorted(files):
                 rows.append(_listing_row(root, name))

@@ -211,12 +211,18 @@ def test_unreadable_entries_and_odd_names_keep_their_rows(
     shutil.copy(demo_avatar_paths[3], os.path.join(os.fsencode(root), b"caf\xe9.png"))
     (root / "dangling.png").symlink_to(tmp_path / "nowhere.png")
     (root / "zero.png").write_bytes(b"")
+    (tmp_path / "shard").mkdir()  # a folder linked into the tree is followed; a link back up does not loop
+    shutil.copy(demo_avatar_paths[3], tmp_path / "shard" / "in_linked_folder.png")
+    (root / "shard").symlink_to(tmp_path / "shard")
+    (tmp_path / "shard" / "back_up").symlink_to(root)
     run_hash_job(spark, HashJobConfig("avatars", str(root), str(tmp_path / "o"), run_date="2026-01-01"))
     rows = read_partition(spark, tmp_path / "o", "2026-01-01").set_index("account_id")
     not_utf8 = "ok" if local_reader == "python" else "read_error"
     assert rows.status.to_dict() == {
-        "dangling": "read_error", "zero": "empty", "caf\\xe9": not_utf8, **{stem: "ok" for stem in odd}
+        "dangling": "read_error", "zero": "empty", "caf\\xe9": not_utf8, "in_linked_folder": "ok",
+        **{stem: "ok" for stem in odd}
     }
+    assert rows.loc["in_linked_folder", "path"] == str(root / "shard" / "in_linked_folder.png")
     assert rows.loc["ünï", "path"] == str(root / "ünï.png")
     assert rows.loc["line\nbreak", "path"] == str(root / "line\nbreak.png")
     assert rows.loc["caf\\xe9", "path"] == str(root) + "/caf\\xe9.png"
