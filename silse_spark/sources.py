@@ -199,10 +199,11 @@ def _list_local_files(directory: str, listing_file: str) -> int:
 
     Unlike Hadoop's listing, this keeps entries that cannot be read (broken
     symbolic links, special files), so they get a ``read_error`` row instead of
-    vanishing, follows links to folders (once per folder: no loops), and keeps any file name: one with a line break or quotes (Parquet, not
-    CSV), or one that is not valid UTF-8 (shown with ``\\xNN`` escapes in
-    ``path`` and ``account_id``, keyed by its bytes, see :data:`BYTES_KEY_PREFIX`),
-    which Hadoop's listing skips without a word.
+    vanishing; follows links to folders (once per folder: no loops); and keeps
+    any file name: one with a line break or quotes (Parquet, not CSV), or one
+    that is not valid UTF-8 (shown with ``\\xNN`` escapes in ``path`` and
+    ``account_id``, keyed by its bytes, see :data:`BYTES_KEY_PREFIX`), which
+    Hadoop's listing skips without a word.
     """
     count, rows = 0, list[ListingRow]()
     with pq.ParquetWriter(listing_file, _LISTING_SCHEMA) as writer:
