@@ -62,14 +62,25 @@ def _one_code(path: str, model_version: str | None) -> str:
     return code
 
 
-def match_accounts(code: str, hashes_dir: str, radius: int = DEFAULT_RADIUS) -> list[tuple[str, str, int, str]]:
+def match_accounts(
+    code: str, hashes_dir: str, radius: int = DEFAULT_RADIUS, model_version: str | None = None,
+) -> tuple[list[tuple[str, str, int, str]], dict[str, int]]:
     """Accounts in a hash_all output whose code lies within ``radius`` of ``code``.
 
-    Streams the Parquet files batch by batch (no Spark needed), comparing ``twin_bits``.
-    Returns ``(account_id, twin_value, distance, run_date)`` sorted by distance.
+    Streams the Parquet files batch by batch (no Spark needed), comparing ``twin_bits``. Codes of
+    different model versions are not comparable, so only rows of ``model_version`` (the version that
+    hashed ``code``; the default when ``None``) are compared, where the output records versions.
+
+    Returns
+    -------
+    (matches, skipped)
+        ``(account_id, twin_value, distance, run_date)`` sorted by distance, and the number of
+        ``ok`` rows left out per other model version.
     """
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
+
+    from silse_spark.model import get_model_spec
 
     if not Path(hashes_dir).is_dir():
         raise CliError(f"--hashes {hashes_dir} is not a directory; pass the output of jobs/hash_all.py")
@@ -77,17 +88,26 @@ def match_accounts(code: str, hashes_dir: str, radius: int = DEFAULT_RADIUS) -> 
     missing = {"account_id", "twin_value", "twin_bits", "status"} - set(dataset.schema.names)
     if missing:
         raise CliError(f"{hashes_dir} is not a hash_all output: columns {sorted(missing)} are missing")
+    version = get_model_spec(model_version).version
     query = np.uint64(int_from_twin_value(code))
     found: list[tuple[str, str, int, str]] = []
-    columns = ["account_id", "twin_value", "twin_bits"] + (["run_date"] if "run_date" in dataset.schema.names else [])
+    skipped: dict[str, int] = {}
+    names = dataset.schema.names
+    columns = ["account_id", "twin_value", "twin_bits"] + [c for c in ("run_date", "model_version") if c in names]
     for batch in dataset.to_batches(columns=columns, filter=pc.field("status") == "ok"):
         bits = batch.column("twin_bits").to_numpy(zero_copy_only=False).astype(np.uint64)
+        comparable = np.ones(len(bits), dtype=bool)
+        if "model_version" in columns:
+            versions = np.asarray(batch.column("model_version").to_pylist(), dtype=object)
+            comparable = versions == version
+            for other, count in zip(*np.unique(versions[~comparable].astype(str), return_counts=True)):
+                skipped[str(other)] = skipped.get(str(other), 0) + int(count)
         distance = np.bitwise_count(bits ^ query)
-        for i in np.flatnonzero(distance <= radius):
+        for i in np.flatnonzero((distance <= radius) & comparable):
             run_date = str(batch.column("run_date")[i]) if "run_date" in columns else ""
             found.append((str(batch.column("account_id")[i]), str(batch.column("twin_value")[i]),
                           int(distance[i]), run_date))
-    return sorted(found, key=lambda row: (row[2], row[0]))
+    return sorted(found, key=lambda row: (row[2], row[0])), skipped
 
 
 def _cmd_hash(args: argparse.Namespace) -> int:
@@ -107,8 +127,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_match(args: argparse.Namespace) -> int:
     code = _one_code(args.image, args.model)
-    rows = match_accounts(code, args.hashes, args.radius)
+    rows, skipped = match_accounts(code, args.hashes, args.radius, args.model)
     print(f"{args.image}\t{code}\t{len(rows)} accounts within distance {args.radius}")
+    if skipped:
+        print(f"silse: note: {sum(skipped.values())} rows hashed by other model versions were not compared "
+              f"({', '.join(f'{v}: {n}' for v, n in sorted(skipped.items()))}); codes of different versions "
+              "are not comparable: pass --model VERSION to match against those", file=sys.stderr)
     for account, value, distance, run_date in rows:
         print(f"{account}\t{value}\t{distance}\t{run_date}")
     return 0

@@ -10,6 +10,7 @@ import pytest
 
 from silse_spark import cli
 from silse_spark.codes import int_from_twin_value, twin_value_from_int
+from silse_spark.model import default_model_version
 
 IMAGES = Path(__file__).resolve().parent / "data" / "hostile"
 
@@ -32,19 +33,25 @@ def test_match_finds_accounts_within_radius(standin_models: Path, tmp_path: Path
     [(_, code, _)] = cli.hash_files([str(IMAGES / "rgb.png")])
     assert code is not None
     base = int_from_twin_value(code)
-    values = {"same": base, "one": base ^ 1, "two": base ^ 0b11000, "three": base ^ 0b111, "bad": None}
+    values = {"same": base, "one": base ^ 1, "two": base ^ 0b11000, "three": base ^ 0b111, "bad": None,
+              "older_model": base}
     part = tmp_path / "hashes" / "run_date=2026-01-01"
     part.mkdir(parents=True)
+    default = default_model_version()
     pd.DataFrame(
         {
             "account_id": list(values),
             "twin_value": [None if v is None else twin_value_from_int(v) for v in values.values()],
             "twin_bits": pd.array(list(values.values()), dtype="Int64"),
-            "status": ["ok", "ok", "ok", "ok", "decode_error"],
+            "status": ["ok", "ok", "ok", "ok", "decode_error", "ok"],
+            # The same code from another model version means nothing: it is left out, and said so.
+            "model_version": [default] * 5 + ["silse-old"],
         }
     ).to_parquet(part / "part-0.parquet")
     assert cli.main(["match", str(IMAGES / "rgb.png"), "--hashes", str(tmp_path / "hashes")]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert "1 rows hashed by other model versions were not compared (silse-old: 1)" in captured.err
     assert "3 accounts within distance 2" in lines[0]
     assert [line.split("\t")[:3] for line in lines[1:]] == [
         ["same", code, "0"], ["one", twin_value_from_int(base ^ 1), "1"], ["two", twin_value_from_int(base ^ 0b11000), "2"]
