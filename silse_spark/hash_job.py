@@ -38,6 +38,7 @@ from silse_spark.config import ConfigError, HashJobConfig, require_hash_columns
 from silse_spark.hashing import OUTPUT_COLUMNS, REUSED_COLUMNS, hash_accounts, split_unchanged_files
 from silse_spark.model import get_model_spec, verify_weights
 from silse_spark.sources import (
+    check_input_has_rows,
     check_output_directory,
     hadoop_path,
     read_accounts,
@@ -126,6 +127,7 @@ def run_hash_job(spark: SparkSession, config: HashJobConfig) -> HashJobSummary:
     started = time.monotonic()
     model_version = check_model(config.model_version)
     check_output_directory(spark, config.output, "--output")
+    check_input_has_rows(spark, config)
     scratch = tempfile.mkdtemp(prefix="silse-hash-")
     try:
         hashed_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)

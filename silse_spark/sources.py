@@ -299,6 +299,17 @@ def _read_table(spark: SparkSession, path: str, what: str) -> DataFrame:
     return spark.read.parquet(path)
 
 
+def check_input_has_rows(spark: SparkSession, config: HashJobConfig) -> None:
+    """A manifest or avatar table with no rows is a configuration error, found before any work.
+
+    (An empty ``--avatars`` folder is found when it is listed.) Without this, rerunning a date on an
+    empty input would write nothing and leave that date's earlier rows in place.
+    """
+    flag = {"manifest": "--manifest", "avatar_table": "--avatar-table"}.get(config.input_kind)
+    if flag and _read_table(spark, config.input_path, flag).limit(1).count() == 0:
+        raise ConfigError(f"{flag} {config.input_path!r} has no rows; pass a file listing the accounts to hash")
+
+
 def _require_columns(df: DataFrame, required: dict[str, tuple[type, ...]], what: str, path: str) -> None:
     fields = {f.name: f.dataType for f in df.schema.fields}
     for name, types in required.items():

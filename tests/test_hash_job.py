@@ -180,11 +180,11 @@ def test_bad_configuration_fails_before_work(spark, tmp_path: Path) -> None:  # 
         run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o"),
                                           run_date="2026-01-01", previous=str(tmp_path / "clusters")))
     assert not (tmp_path / "o").exists()
-    # An empty manifest is found out only by running it (nothing is collected to count it first).
     pd.DataFrame({"account_id": pd.Series([], dtype=str), "path": pd.Series([], dtype=str)}).to_csv(
         tmp_path / "none.csv", index=False)
-    with pytest.raises(ConfigError, match="the input held no files or accounts"):
-        run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "none.csv"), str(tmp_path / "o2")))
+    with pytest.raises(ConfigError, match="none.csv' has no rows"):
+        run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "none.csv"), str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.fixture(params=["python", "spark"])
