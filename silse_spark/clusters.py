@@ -573,10 +573,9 @@ def connected_components(edges: DataFrame, max_iterations: int = DEFAULT_MAX_ITE
 
 def partition_dates(spark: SparkSession, directory: str) -> list[str]:
     """The ``run_date=...`` partitions under ``directory``, sorted; ``[]`` if it does not exist."""
-    jvm: Any = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
-    path = jvm.org.apache.hadoop.fs.Path(directory)
-    fs = path.getFileSystem(conf)
+    from silse_spark.sources import hadoop_path
+
+    fs, path = hadoop_path(spark, directory)
     if not fs.exists(path):
         return []
     return sorted(

@@ -118,7 +118,30 @@ def hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
     jvm: Any = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
     hpath = jvm.org.apache.hadoop.fs.Path(path)
-    return hpath.getFileSystem(conf), hpath
+    try:
+        return hpath.getFileSystem(conf), hpath
+    except Exception as exc:  # py4j: no filesystem for the scheme, unknown host, bad URI
+        raise ConfigError(filesystem_error(path, exc)) from exc
+
+
+FILESYSTEM_HINTS = {
+    "s3a": "Spark needs the hadoop-aws jar and the AWS SDK for s3a:// paths (spark-submit --packages or --jars, "
+           "see docs/deploy.md)",
+    "hdfs": "check the namenode host and port in the path (or fs.defaultFS) and that this machine can reach it",
+}
+
+
+def filesystem_error(path: str, exc: BaseException) -> str:
+    """What to tell the operator when Hadoop cannot open the filesystem of ``path``.
+
+    >>> filesystem_error("s3a://b/x", RuntimeError("java.lang.ClassNotFoundException: S3AFileSystem not found"))
+    "cannot open 's3a://b/x': java.lang.ClassNotFoundException: S3AFileSystem not found; Spark needs ..."
+    """
+    java = getattr(exc, "java_exception", None)
+    reason = str(java.toString()) if java is not None else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    scheme = path.split("://", 1)[0].lower() if "://" in path else ""
+    hint = FILESYSTEM_HINTS.get(scheme, "check the path's scheme and the cluster's Hadoop configuration")
+    return f"cannot open {path!r}: {reason[:300]}; {hint}"
 
 
 def _hadoop_exists(spark: SparkSession, path: str) -> bool:

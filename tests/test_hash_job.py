@@ -166,6 +166,8 @@ def test_bad_configuration_fails_before_work(spark, tmp_path: Path) -> None:  # 
     (tmp_path / "o.parquet").write_bytes(b"PAR1")
     with pytest.raises(ConfigError, match="o.parquet' is a file, not a directory"):
         run_hash_job(spark, HashJobConfig("avatars", str(tmp_path), str(tmp_path / "o.parquet")))
+    with pytest.raises(ConfigError, match="cannot open 's3a://bucket/avatars': .*S3AFileSystem not found; .*hadoop-aws"):
+        run_hash_job(spark, HashJobConfig("avatars", "s3a://bucket/avatars", str(tmp_path / "o")))
     with pytest.raises(ConfigError, match="is a file; pass the directory that holds the avatar images"):
         run_hash_job(spark, HashJobConfig("avatars", str(tmp_path / "o.parquet"), str(tmp_path / "o")))
     (tmp_path / "empty" / "sub").mkdir(parents=True)  # as an unmounted share looks
