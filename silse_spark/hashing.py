@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -170,6 +170,11 @@ def inference_partitions_for(spark: Any) -> int:
 NO_ACCOUNT_ERROR = "the input row has no account_id (null or blank); give every manifest or table row its account"
 
 
+def missing_account() -> Column:
+    """True where a row's ``account_id`` is null or blank (such a row gets :data:`STATUS_NO_ACCOUNT`)."""
+    return F.col("account_id").isNull() | (F.trim("account_id") == "")
+
+
 def hash_accounts(
     accounts: DataFrame,
     model_version: str,
@@ -199,7 +204,7 @@ def hash_accounts(
     """
     # A row without an account cannot be clustered (null ids would all group as one account): it keeps
     # its row, with a status saying so, and its file is not hashed.
-    no_account = F.col("account_id").isNull() | (F.trim("account_id") == "")
+    no_account = missing_account()
     accounts = accounts.select(
         *(c for c in accounts.columns if c not in ("content", "read_status", "read_error")),
         F.when(~no_account, F.col("content")).alias("content"),
@@ -278,10 +283,12 @@ def split_unchanged_files(
         .withColumn("_reused", F.lit(True))
     )
     joined = listing.join(known, keys, "left")
-    unchanged = joined.where(F.col("_reused")).select(
+    # A row without an account is never carried over: it is read, so hash_accounts gives it its status.
+    reused = F.col("_reused").isNotNull() & ~missing_account()
+    unchanged = joined.where(reused).select(
         "account_id", "path", "content_sha256",
         F.col("width").cast("int"), F.col("height").cast("int"), "twin_value", F.col("twin_bits").cast("long"),
         "status", "error", F.lit(model_version).alias("model_version"), "hashed_at", "file_size", "file_modified",
     )
-    to_read = joined.where(F.col("_reused").isNull()).select(*listing.columns)
+    to_read = joined.where(~reused).select(*listing.columns)
     return unchanged, to_read

@@ -365,8 +365,17 @@ def _manifest_listing(spark: SparkSession, manifest: str) -> tuple[DataFrame, li
 
 
 def _files_in(spark: SparkSession, directories: list[str]) -> DataFrame:
+    """The files under ``directories`` as ``binaryFile`` rows (joined to the manifest's rows by path).
+
+    Spark lists a directory's leaf files at any depth either way; without ``recursiveFileLookup`` its
+    partition discovery failed the job (``CONFLICTING_DIRECTORY_STRUCTURES``) when a manifest's folder
+    also held a ``key=value`` folder below it, such as a silse output directory. The price: nested files
+    now come back as rows too. Where only sizes and times are selected no bytes are read; with
+    ``spark.silse.localReader=spark`` (or HDFS/S3 manifests) the scan reads the bytes of every file
+    under the manifest's folders, nested ones included, so keep manifests' files in folders of their own.
+    """
     if directories:
-        return _binary_files(spark, directories, recursive=False)
+        return _binary_files(spark, directories, recursive=True)
     return spark.createDataFrame([], "path string, content binary, length long, modificationTime timestamp")
 
 

@@ -260,6 +260,13 @@ def test_manifest_rows_without_path_or_account_keep_their_rows(
     assert (nameless.status, nameless.error, nameless.twin_value) == ("no_account_id", NO_ACCOUNT_ERROR, None)
     assert by_id.loc[" ", "error"] == NO_ACCOUNT_ERROR and by_id.loc[" ", "content_sha256"] is None
 
+    # Next night, incremental: the rows without an account name files hashed last night; still no code for them.
+    run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o"), run_date="2026-01-02",
+                                      previous=str(tmp_path / "o")))
+    night = read_partition(spark, tmp_path / "o", "2026-01-02")
+    assert sorted(night.status) == sorted(rows.status)
+    assert set(night[night.account_id.isna() | (night.account_id == " ")].status) == {"no_account_id"}
+
 
 def test_hostile_corpus_gives_one_row_per_file_with_its_status(spark, tmp_path: Path) -> None:  # noqa: ANN001
     from conftest import HOSTILE, HOSTILE_STATUS
