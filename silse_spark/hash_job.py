@@ -174,9 +174,6 @@ def summarise(
     hashed_at: dt.datetime, seconds: float,
 ) -> HashJobSummary:
     """Counts per status, reused vs inferred, from the partition just written (no per-row collect)."""
-    fs, partition = hadoop_path(spark, f"{output.rstrip('/')}/run_date={run_date}")
-    if not fs.exists(partition):  # nothing was written
-        raise ConfigError("the input held no files or accounts; check --avatars/--manifest/--avatar-table")
     written = spark.read.parquet(output).where(F.col("run_date") == run_date)
     # One aggregation job. Rows with the same bytes share a status, so distinct counts per status add up.
     ok = F.col("status") == "ok"

@@ -157,11 +157,12 @@ def check_output_directory(spark: SparkSession, path: str, flag: str) -> None:
     ConfigError
         Naming the file in the way, e.g. ``--output out.parquet`` pointing at an existing file.
     """
-    fs, hpath = hadoop_path(spark, path)
+    fs, target = hadoop_path(spark, path)
+    hpath = target
     while hpath is not None:
         if fs.exists(hpath):
             if fs.getFileStatus(hpath).isFile():
-                where = "is" if str(hpath) == str(hadoop_path(spark, path)[1]) else f"is under {hpath}, which is"
+                where = "is" if hpath is target else f"is under {hpath}, which is"
                 raise ConfigError(f"{flag}: {path!r} {where} a file, not a directory; pass a directory to write the "
                                   "Parquet output into (it is created if missing)")
             return
