@@ -4,7 +4,8 @@ Each file exercises one decoding path: alpha, grey, palette with transparency,
 EXIF rotation, CMYK, 16-bit, animation, 1x1, extreme aspect ratio, and broken
 or hostile files (zero bytes, truncated PNG/JPEG, text/HTML/SVG named as
 images, a 30000x30000 decompression bomb, a JPEG whose header claims 65000x65000,
-a PNG whose compressed text chunk inflates to 50 MB, multi-page TIFF, BMP). An unreadable
+a PNG whose compressed text chunk inflates to 50 MB, JPEGs with thousands of scans or
+of fill bytes before the first marker, multi-page TIFF, BMP). An unreadable
 path (a dangling link) is made by the tests themselves, as git cannot hold one.
 
     python scripts/make_test_images.py
@@ -79,6 +80,18 @@ def jpeg_scan_bomb(side: int = 1024, repeats: int = 500) -> bytes:
     return data[: starts[-1]] + smallest * repeats + data[starts[-1]:]
 
 
+def jpeg_fill_bomb(fill: int = 70_000) -> bytes:
+    """A small JPEG with ``fill`` 0xFF fill bytes before its first marker (a CPU-time bomb).
+
+    The standard allows any number of them and Pillow reads them one at a time in Python: 4 MiB of fill
+    costs 2 s; the container limits (silse_spark.containers) refuse it from the bytes.
+    """
+    buf = io.BytesIO()
+    _pattern(32).save(buf, format="JPEG", quality=80)
+    data = buf.getvalue()
+    return data[:2] + b"\xff" * fill + data[2:]
+
+
 def save(img: Image.Image, name: str, **kwargs: object) -> bytes:
     buf = io.BytesIO()
     fmt = kwargs.pop("format", None) or name.rsplit(".", 1)[1].upper().replace("JPG", "JPEG")
@@ -130,6 +143,7 @@ def main() -> None:
     (OUT / "text_bomb.png").write_bytes(png_text_bomb())
     save(base, "progressive.jpg", quality=90, progressive=True)
     (OUT / "scan_bomb.jpg").write_bytes(jpeg_scan_bomb())
+    (OUT / "fill_bomb.jpg").write_bytes(jpeg_fill_bomb())
     (OUT / "rgb_as_jpg_name.jpg").write_bytes(good_png)  # a PNG with the wrong extension decodes fine
 
 

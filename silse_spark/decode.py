@@ -7,7 +7,10 @@ and it never raises for bad input: :func:`decode_avatar` always returns a
 Steps, in order:
 
 1. Empty input -> ``empty``.
-2. Pillow opens the header only; the format is detected from the content,
+2. A JPEG, PNG or GIF whose container holds more markers, chunks or blocks than
+   any encoder writes -> ``too_large``, from the bytes alone
+   (:mod:`silse_spark.containers`: Pillow parses those one at a time in Python).
+   Pillow then opens the header only; the format is detected from the content,
    not the file name. Formats outside ``allowed_formats`` -> ``unsupported_format``.
 3. Width x height above ``max_pixels`` -> ``too_large`` (checked before any
    pixel is decoded; Pillow's own decompression-bomb warning is raised as an
@@ -48,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from silse_spark.containers import structure_error
 from silse_spark.framing import check_framing, frame
 from silse_spark.model import INPUT_SIZE
 
@@ -185,11 +189,15 @@ def decode_avatar(
     check_framing(framing)  # a programming error: raised here, not turned into a decode_error below
     if data is None or len(data) == 0:
         return DecodedAvatar(STATUS_EMPTY, "file is empty (0 bytes)")
+    raw = bytes(data)
+    refused = structure_error(raw, allowed_formats)
+    if refused is not None:
+        return DecodedAvatar(STATUS_TOO_LARGE, refused)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             # Only the allowed formats' parsers ever see the bytes (formats=...).
-            with Image.open(io.BytesIO(bytes(data)), formats=sorted(allowed_formats)) as img:
+            with Image.open(io.BytesIO(raw), formats=sorted(allowed_formats)) as img:
                 fmt = img.format or "unknown"
                 width, height = img.size
                 if width * height > max_pixels or width < 1 or height < 1:
@@ -201,7 +209,7 @@ def decode_avatar(
                     )
                 img.seek(0)
                 if fmt in ("JPEG", "MPO"):
-                    scans = bytes(data).count(SOS_MARKER)
+                    scans = raw.count(SOS_MARKER)
                     if scans > MAX_JPEG_SCANS:
                         return DecodedAvatar(
                             STATUS_TOO_LARGE,
@@ -226,7 +234,7 @@ def decode_avatar(
     except MemoryError:
         return DecodedAvatar(STATUS_TOO_LARGE, "ran out of memory while decoding")
     except UnidentifiedImageError:
-        sniffed = sniff_format(bytes(data[:64]))
+        sniffed = sniff_format(raw[:64])
         if sniffed is not None and sniffed not in allowed_formats:
             return DecodedAvatar(
                 STATUS_UNSUPPORTED,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,57 @@ def test_jpeg_scans_are_limited_at_exactly_the_bound() -> None:
     over = decode_avatar(at_limit[:-2] + extra + at_limit[-2:])
     assert over.status == STATUS_TOO_LARGE and over.pixels is None
     assert f"JPEG has {MAX_JPEG_SCANS + 1} scans; the limit is {MAX_JPEG_SCANS}" in (over.error or "")
+
+
+def _pad_jpeg(data: bytes, steps: int) -> bytes:
+    """``steps`` more header steps: empty comment segments, then 0xFF fill bytes before the first marker."""
+    comments = steps // 2
+    return data[:2] + b"\xff" * (steps - comments) + b"\xff\xfe\x00\x02" * comments + data[2:]
+
+
+def _pad_png(data: bytes, chunks: int) -> bytes:
+    """``chunks`` more chunks: empty unknown ancillary chunks after the header chunk."""
+    chunk = (0).to_bytes(4, "big") + b"abCd" + zlib.crc32(b"abCd").to_bytes(4, "big")
+    return data[:33] + chunk * chunks + data[33:]
+
+
+def _pad_gif(data: bytes, blocks: int) -> bytes:
+    """``blocks`` more blocks: a comment extension of one-byte sub-blocks, then stray bytes."""
+    flags = data[10]
+    start = 13 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)
+    sub_blocks = blocks // 2
+    comment = b"\x21\xfe" + b"\x01A" * sub_blocks + b"\x00"  # the extension, its sub-blocks, the terminator
+    return data[:start] + comment + b"\x05" * (blocks - sub_blocks - 2) + data[start:]
+
+
+@pytest.mark.parametrize("fmt, fixture, pad, limit_name", [
+    ("JPEG", "upright.jpg", _pad_jpeg, "MAX_JPEG_HEADER_STEPS"),
+    ("PNG", "rgb.png", _pad_png, "MAX_PNG_CHUNKS"),
+    ("GIF", "palette_transparent.gif", _pad_gif, "MAX_GIF_BLOCKS"),
+])
+def test_container_structure_is_limited_at_exactly_the_bound(fmt: str, fixture: str, pad, limit_name: str) -> None:  # noqa: ANN001
+    """Markers, chunks or blocks that Pillow parses one at a time: a file at the limit decodes to the same pixels,
+    one more is refused before Pillow sees it."""
+    from silse_spark import containers
+
+    limit = getattr(containers, limit_name)
+    counter = {"JPEG": containers.jpeg_header_steps, "PNG": containers.png_chunks,
+               "GIF": containers.gif_blocks_before_image}[fmt]
+    data = (IMAGES / fixture).read_bytes()
+    base = counter(data)
+    assert 0 < base < 30
+    at_limit = pad(data, limit - base)
+    assert counter(at_limit) == limit
+    decoded = decode_avatar(at_limit)
+    assert decoded.status == STATUS_OK and decoded.format == fmt, decoded.error
+    np.testing.assert_array_equal(decoded.pixels, decode_avatar(data).pixels)
+    over = decode_avatar(pad(data, limit - base + 1))
+    assert over.status == STATUS_TOO_LARGE and over.pixels is None
+    assert over.error == containers.structure_error(pad(data, limit - base + 1))
+    assert f"{fmt} has more than {limit} " in over.error
+    # Not checked for a format the job does not decode: its parser never sees the bytes.
+    other = decode_avatar(pad(data, limit - base + 1), allowed_formats=frozenset({"WEBP"}))
+    assert other.status == STATUS_UNSUPPORTED
 
 
 def test_format_is_detected_from_content_not_name() -> None:
