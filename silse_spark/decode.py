@@ -195,6 +195,9 @@ def decode_avatar(
         return DecodedAvatar(STATUS_TOO_LARGE, refused)
     try:
         with warnings.catch_warnings():
+            # Pillow warns on stderr about odd metadata (one line per bad EXIF tag: 65,535 from one crafted file);
+            # the row's status is the record of a file, so none reach the executor's log.
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             # Only the allowed formats' parsers ever see the bytes (formats=...).
             with Image.open(io.BytesIO(raw), formats=sorted(allowed_formats)) as img:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import zlib
 from pathlib import Path
 
@@ -106,6 +107,31 @@ def test_container_structure_is_limited_at_exactly_the_bound(fmt: str, fixture: 
     # Not checked for a format the job does not decode: its parser never sees the bytes.
     other = decode_avatar(pad(data, limit - base + 1), allowed_formats=frozenset({"WEBP"}))
     assert other.status == STATUS_UNSUPPORTED
+
+
+def test_metadata_warnings_do_not_reach_the_log() -> None:
+    """A PNG whose EXIF claims 500 tags past its end: Pillow warns once per tag; the decoder keeps them all quiet."""
+    import warnings
+
+    entries = 500
+    exif = b"II*\x00" + (8).to_bytes(4, "little") + entries.to_bytes(2, "little")
+    exif += b"".join((0x9000 + k).to_bytes(2, "little") + (4).to_bytes(2, "little") + (10**6).to_bytes(4, "little")
+                     + (8).to_bytes(4, "little") for k in range(entries)) + bytes(4)
+    chunk = len(exif).to_bytes(4, "big") + b"eXIf" + exif + zlib.crc32(b"eXIf" + exif).to_bytes(4, "big")
+    png = (IMAGES / "rgb.png").read_bytes()
+    data = png[:33] + chunk + png[33:]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with Image.open(io.BytesIO(data)) as img:
+            img.getexif()
+        assert len(seen) >= entries  # Pillow's own behaviour: one warning per tag
+        seen.clear()
+        result = decode_avatar(data)
+    assert result.status == STATUS_OK
+    assert seen == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the bomb check still works: it is an error inside the decoder
+        assert decode("bomb.png").status == STATUS_TOO_LARGE
 
 
 def test_format_is_detected_from_content_not_name() -> None:
