@@ -622,6 +622,31 @@ def choose_run_date(spark: SparkSession, config: ClusterJobConfig) -> str:
     return config.run_date
 
 
+def single_model_version(counted: list[tuple[str, str | None, int]], config: ClusterJobConfig,
+                         run_date: str) -> str | None:
+    """The one model version of a partition's ``ok`` rows, from ``(status, model_version, rows)`` counts.
+
+    Raises
+    ------
+    ConfigError
+        If the codes come from more than one model: codes of two models are not comparable (an image gets
+        unrelated codes), so clustering them together would miss copies and link strangers. ``jobs/hash_all.py``
+        writes one model's codes per run; a mix means the partition was written by something else.
+    """
+    versions: dict[str | None, int] = {}
+    for status, version, count in counted:
+        if status == "ok":
+            versions[version] = versions.get(version, 0) + count
+    if len(versions) > 1:
+        listed = ", ".join(f"{v or 'null'} ({n} rows)" for v, n in sorted(versions.items(), key=lambda kv: str(kv[0])))
+        raise ConfigError(
+            f"--hashes {config.hashes} run_date={run_date} holds codes of {len(versions)} model versions: {listed}. "
+            "Codes of different models are not comparable; rehash the date with one model "
+            f"(spark-submit jobs/hash_all.py ... --output {config.hashes} --run-date {run_date} --model VERSION)"
+        )
+    return next(iter(versions), None)
+
+
 def one_code_per_account(hashes: DataFrame) -> DataFrame:
     """Rows with status ``ok``, one per account (the smallest code if an account has several).
 
@@ -824,6 +849,7 @@ class ClusterJobSummary:
 
     run_date: str
     status_counts: dict[str, int]
+    model_version: str | None = None
     accounts: int = 0
     allowlisted_accounts: int = 0
     distinct_codes: int = 0
@@ -854,6 +880,7 @@ class ClusterJobSummary:
             f"run_date             {self.run_date}",
             f"input rows           {sum(self.status_counts.values())} "
             f"({ignored} ignored: {', '.join(f'{s} {n}' for s, n in sorted(self.status_counts.items()) if s != 'ok') or '-'})",
+            f"model                {self.model_version or '-'}",
             f"accounts with a code {self.accounts} ({self.allowlisted_accounts} allowlisted, left out)",
             f"distinct codes       {self.distinct_codes} ({self.low_info_codes} low-information: exact links only)",
             f"exact                {self.exact_codes} codes shared by 2+ accounts",
@@ -909,10 +936,14 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
         check_output_directory(spark, path, f"--output {config.output}")
     run_date = choose_run_date(spark, config)
     hashes = read_partition(spark, config.hashes, run_date)
-    require_hash_columns(hashes.columns, ["account_id", "path", "twin_value", "twin_bits", "status"], "--hashes",
-                         config.hashes)
-    status_counts = {row["status"]: row["count"] for row in hashes.groupBy("status").count().collect()}
-    summary = ClusterJobSummary(run_date, status_counts)
+    require_hash_columns(hashes.columns, ["account_id", "path", "twin_value", "twin_bits", "status", "model_version"],
+                         "--hashes", config.hashes)
+    counted = [(row["status"], row["model_version"], row["count"])
+               for row in hashes.groupBy("status", "model_version").count().collect()]
+    status_counts: dict[str, int] = {}
+    for status, _, count in counted:
+        status_counts[status] = status_counts.get(status, 0) + count
+    summary = ClusterJobSummary(run_date, status_counts, model_version=single_model_version(counted, config, run_date))
     log.info("clustering hashes of %s: %s", run_date, status_counts)
 
     accounts = one_code_per_account(hashes)

@@ -416,6 +416,15 @@ def test_missing_hashes_or_date_is_a_configuration_error(spark, tmp_path: Path) 
                              "method": ["exact"]}), clusters / "part.parquet")
     with pytest.raises(ConfigError, match="is not the output of jobs/hash_all.py: it has no column path, status"):
         run_cluster_job(spark, ClusterJobConfig(str(tmp_path / "clusters"), str(tmp_path / "o2"), database=None))
+    # Codes of two models in one partition (written by something other than hash_all.py) are not comparable.
+    mixed = write_hashes(tmp_path / "mixed", "2026-01-01", [("a", EXACT), ("b", EXACT), ("c", None)])
+    part = tmp_path / "mixed" / "run_date=2026-01-01"
+    first = pq.read_table(part / "part-0.parquet")
+    other = first.set_column(first.schema.get_field_index("model_version"), "model_version",
+                             pa.array(["silse-next"] * first.num_rows))
+    pq.write_table(other.slice(0, 1), part / "part-1.parquet")
+    with pytest.raises(ConfigError, match=r"holds codes of 2 model versions: silse-next \(1 rows\), test \(2 rows\)"):
+        run_cluster_job(spark, ClusterJobConfig(mixed, str(tmp_path / "o3"), database=None))
     # An output that is (or lies under) a file fails before any work, naming the file.
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "cluster_summary").write_text("not a folder")
