@@ -386,6 +386,11 @@ def read_manifest(spark: SparkSession, manifest: str) -> DataFrame:
     return _attach_content(listing, _files_in(spark, existing))
 
 
+def max_content_length(spark: SparkSession) -> int:
+    """Largest avatar, in bytes, that the job reads (``spark.sql.sources.binaryFile.maxLength``)."""
+    return int(spark.conf.get(MAX_LENGTH_CONF, None) or 2**31 - 1)
+
+
 def read_avatar_table(spark: SparkSession, table_path: str) -> DataFrame:
     """Accounts from a Parquet table with ``account_id`` and binary ``content`` (``path`` optional)."""
     table = _read_table(spark, table_path, "--avatar-table")
@@ -393,12 +398,21 @@ def read_avatar_table(spark: SparkSession, table_path: str) -> DataFrame:
         table, {"account_id": (T.StringType,), "content": (T.BinaryType,)}, "--avatar-table", table_path
     )
     path = F.col("path").cast("string") if "path" in table.columns else F.lit(None).cast("string")
+    # The same byte limit as for files, so an oversized blob never enters the shuffle or a Python worker.
+    max_length = max_content_length(spark)
+    size = F.octet_length("content")
+    oversized = size > F.lit(max_length)
+    problem = (
+        F.when(F.col("content").isNull(), F.lit("content is null in the avatar table"))
+        .when(oversized, F.format_string(
+            f"content is %d bytes, larger than {MAX_LENGTH_CONF} ({max_length} bytes): not read", size))
+    )
     return table.select(
         F.col("account_id"),
         path.alias("path"),
-        F.col("content"),
-        F.when(F.col("content").isNull(), F.lit(STATUS_READ_ERROR)).alias("read_status"),
-        F.when(F.col("content").isNull(), F.lit("content is null in the avatar table")).alias("read_error"),
+        F.when(~oversized, F.col("content")).alias("content"),
+        F.when(problem.isNotNull(), F.lit(STATUS_READ_ERROR)).alias("read_status"),
+        problem.alias("read_error"),
         F.lit(None).cast("long").alias("file_size"),
         F.lit(None).cast("timestamp").alias("file_modified"),
     )
@@ -520,7 +534,7 @@ def read_local_contents(spark: SparkSession, listing: DataFrame) -> DataFrame:
     file again. Each row keeps its account; a file that cannot be read gets
     ``read_status`` and ``read_error`` as in a full scan.
     """
-    max_length = int(spark.conf.get(MAX_LENGTH_CONF, None) or 2**31 - 1)
+    max_length = max_content_length(spark)
     schema = ("account_id string, path string, content binary, read_status string, read_error string, "
               "file_size bigint, file_modified timestamp")
 

@@ -16,6 +16,7 @@ from silse_spark.config import ConfigError, HashJobConfig
 from silse_spark.decode import decode_avatar
 from silse_spark.hash_job import run_hash_job
 from silse_spark.model import UnknownModelError, cached_hasher
+from silse_spark.sources import MAX_LENGTH_CONF
 from silse_spark.variations import encode
 
 IMAGES = Path(__file__).resolve().parent / "data" / "hostile"
@@ -140,15 +141,23 @@ def test_manifest_dedups_content_and_reports_missing_files(
 def test_avatar_table_input(spark, demo_avatar_paths: list[Path], tmp_path: Path) -> None:  # noqa: ANN001
     table = pd.DataFrame(
         {
-            "account_id": ["t1", "t2", "t3"],
-            "content": [demo_avatar_paths[2].read_bytes(), b"", None],
+            "account_id": ["t1", "t2", "t3", "t4"],
+            "content": [demo_avatar_paths[2].read_bytes(), b"", None, b"\x89PNG" + bytes(100_000)],
         }
     )
+    assert len(table.content[0]) < 65_536
     table.to_parquet(tmp_path / "avatars.parquet")
-    run_hash_job(spark, HashJobConfig("avatar_table", str(tmp_path / "avatars.parquet"), str(tmp_path / "o"),
-                                      run_date="2026-01-01"))
+    limit = spark.conf.get(MAX_LENGTH_CONF)
+    spark.conf.set(MAX_LENGTH_CONF, "65536")  # the file limit applies to a table's blobs too
+    try:
+        run_hash_job(spark, HashJobConfig("avatar_table", str(tmp_path / "avatars.parquet"), str(tmp_path / "o"),
+                                          run_date="2026-01-01"))
+    finally:
+        spark.conf.set(MAX_LENGTH_CONF, limit)
     rows = read_partition(spark, tmp_path / "o", "2026-01-01").set_index("account_id")
-    assert rows.status.to_dict() == {"t1": "ok", "t2": "empty", "t3": "read_error"}
+    assert rows.status.to_dict() == {"t1": "ok", "t2": "empty", "t3": "read_error", "t4": "read_error"}
+    assert rows.error.loc["t4"] == f"content is 100004 bytes, larger than {MAX_LENGTH_CONF} (65536 bytes): not read"
+    assert rows.content_sha256.loc["t4"] is None
     assert rows.path.isna().all()
 
 
