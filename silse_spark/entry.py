@@ -8,6 +8,7 @@ it has one, is the process's: the cluster job returns 3 when its tables could no
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -15,6 +16,28 @@ from typing import Any, Protocol
 
 class _Summary(Protocol):
     def table(self) -> str: ...
+
+
+def use_this_python_for_workers(environ: dict[str, str] | Any = None) -> bool:
+    """Point Spark's Python workers at this interpreter when the job was started as a plain script.
+
+    ``spark-submit`` from the virtual environment sets ``PYSPARK_PYTHON``; a job started with
+    ``.venv/bin/python jobs/hash_all.py`` (an IDE, a debugger) did not, and its workers ran the
+    system's ``python3``, without pandas or TensorFlow, failing every task. Only a driver that
+    started its own JVM (no ``PYSPARK_GATEWAY_PORT``: not launched by ``spark-submit``) is
+    changed, so a cluster's configured executor Python is never overridden. Returns whether it set it.
+
+    >>> env = {}
+    >>> use_this_python_for_workers(env), env["PYSPARK_PYTHON"] == sys.executable
+    (True, True)
+    >>> use_this_python_for_workers({"PYSPARK_GATEWAY_PORT": "4321"})
+    False
+    """
+    environ = os.environ if environ is None else environ
+    if "PYSPARK_PYTHON" in environ or "PYSPARK_GATEWAY_PORT" in environ:
+        return False
+    environ["PYSPARK_PYTHON"] = sys.executable
+    return True
 
 
 def run_spark_job(
@@ -27,6 +50,7 @@ def run_spark_job(
     """Run ``job(spark, config)`` in a new SparkSession; return the process exit code."""
     from pyspark.sql import SparkSession
 
+    use_this_python_for_workers()
     spark = SparkSession.builder.appName(app_name).getOrCreate()
     try:
         summary = job(spark, config)
