@@ -38,6 +38,7 @@ from silse_spark.config import ConfigError, HashJobConfig, require_hash_columns
 from silse_spark.hashing import OUTPUT_COLUMNS, REUSED_COLUMNS, hash_accounts, split_unchanged_files
 from silse_spark.model import get_model_spec, verify_weights
 from silse_spark.sources import (
+    ReadCounter,
     check_input_has_rows,
     check_output_directory,
     hadoop_path,
@@ -61,6 +62,8 @@ class HashJobSummary:
     reused: int = 0
     inferred: int = 0
     seconds: float = 0.0
+    files_read: int | None = None
+    """Files opened by the Python reader; ``None`` where it did not run (Spark reader, avatar table)."""
 
     @property
     def images_per_second(self) -> float:
@@ -72,6 +75,7 @@ class HashJobSummary:
             f"model_version   {self.model_version}",
             f"accounts        {self.rows}",
             f"distinct images {self.distinct_contents} ({self.inferred} inferred, {self.reused} reused)",
+            *([f"files read      {self.files_read}"] if self.files_read is not None else []),
             f"wall time       {self.seconds:.1f} s ({self.images_per_second:.1f} inferred images/s)",
             "status counts:",
         ]
@@ -131,7 +135,8 @@ def run_hash_job(spark: SparkSession, config: HashJobConfig) -> HashJobSummary:
     scratch = tempfile.mkdtemp(prefix="silse-hash-")
     try:
         hashed_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None)
-        result = hashed_rows(spark, config, model_version, hashed_at, scratch).withColumn(
+        counter = ReadCounter(spark)
+        result = hashed_rows(spark, config, model_version, hashed_at, scratch, counter).withColumn(
             "run_date", F.lit(config.run_date)
         )
         (
@@ -143,12 +148,16 @@ def run_hash_job(spark: SparkSession, config: HashJobConfig) -> HashJobSummary:
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        spark.catalog.clearCache()  # the rows hash_accounts kept on disk for its two branches
     seconds = time.monotonic() - started
-    return summarise(spark, config.output, config.run_date, model_version, hashed_at, seconds)
+    summary = summarise(spark, config.output, config.run_date, model_version, hashed_at, seconds)
+    summary.files_read = counter.files
+    return summary
 
 
 def hashed_rows(
-    spark: SparkSession, config: HashJobConfig, model_version: str, hashed_at: dt.datetime, scratch: str
+    spark: SparkSession, config: HashJobConfig, model_version: str, hashed_at: dt.datetime, scratch: str,
+    counter: ReadCounter | None = None,
 ) -> DataFrame:
     """The output rows (without ``run_date``): read, reuse what the previous run already knows, infer the rest."""
     previous = read_previous(spark, config.previous, config.run_date) if config.previous else None
@@ -163,10 +172,10 @@ def hashed_rows(
         split = split_unchanged_files(listed[0], previous, model_version) if listed and listed[1] else None
         if split is not None:
             unchanged, to_read = split
-            return unchanged.unionByName(hashed(read_local_contents(spark, to_read)))
+            return unchanged.unionByName(hashed(read_local_contents(spark, to_read, counter)))
         log.info("reading every file: the input is not on a local or mounted filesystem, or the previous "
                  "output has no file metadata")
-    return hashed(read_accounts(spark, config, scratch, listed))
+    return hashed(read_accounts(spark, config, scratch, listed, counter))
 
 
 def summarise(

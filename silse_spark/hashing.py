@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -211,6 +212,10 @@ def hash_accounts(
         F.when(no_account, F.lit(STATUS_NO_ACCOUNT)).otherwise(F.col("read_status")).alias("read_status"),
         F.when(no_account, F.lit(NO_ACCOUNT_ERROR)).otherwise(F.col("read_error")).alias("read_error"),
     ).withColumn("content_sha256", F.when(F.col("content").isNotNull(), F.sha2("content", 256)))
+    # Two branches use these rows (the distinct contents to infer, and every account joined to its code):
+    # without this, Spark ran the read twice, every file opened and hashed twice (seen with strace), which
+    # on HDFS or S3 doubles the requests. Kept on the executors' disks, not in memory; released by the caller.
+    accounts = accounts.persist(StorageLevel.DISK_ONLY)
     contents = (
         accounts.where(F.col("content").isNotNull())
         .select("content_sha256", "content")

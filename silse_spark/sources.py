@@ -434,19 +434,19 @@ def python_reader(spark: SparkSession) -> bool:
 
 def read_accounts(
     spark: SparkSession, config: HashJobConfig, scratch: str | None = None,
-    listed: tuple[DataFrame, bool] | None = None,
+    listed: tuple[DataFrame, bool] | None = None, counter: ReadCounter | None = None,
 ) -> DataFrame:
     """The job's input as one accounts DataFrame (see module docstring).
 
     ``listed`` is the input's :func:`read_listing` where the caller already has it, so the
-    input is not listed twice.
+    input is not listed twice; ``counter`` counts the files the Python reader opens.
     """
     if config.input_kind == "avatar_table":
         return read_avatar_table(spark, config.input_path)
     if python_reader(spark):
         listed = listed or read_listing(spark, config, scratch)
         if listed is not None and listed[1]:
-            return read_local_contents(spark, listed[0])
+            return read_local_contents(spark, listed[0], counter)
     if config.input_kind == "avatars":
         return read_avatar_dir(spark, config.input_path, scratch)
     return read_manifest(spark, config.input_path)
@@ -526,7 +526,24 @@ def _read_batch(batch: pd.DataFrame, max_length: int, chunk_bytes: int = READ_CH
             start, size, read = i + 1, 0, []
 
 
-def read_local_contents(spark: SparkSession, listing: DataFrame) -> DataFrame:
+class ReadCounter:
+    """Counts the files the Python reader opens, for the job's summary (a Spark accumulator).
+
+    ``used`` says whether the Python reader ran at all (it does not for the Spark reader or an avatar
+    table). A retried task's reads are counted again, as Spark counts accumulator updates in
+    transformations once per attempt.
+    """
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.accumulator = spark.sparkContext.accumulator(0)
+        self.used = False
+
+    @property
+    def files(self) -> int | None:
+        return int(self.accumulator.value) if self.used else None
+
+
+def read_local_contents(spark: SparkSession, listing: DataFrame, counter: ReadCounter | None = None) -> DataFrame:
     """The bytes of exactly the listed local files, read on the executors: ACCOUNT_COLUMNS.
 
     Used for the files an incremental run must read (new or changed since the
@@ -538,8 +555,14 @@ def read_local_contents(spark: SparkSession, listing: DataFrame) -> DataFrame:
     schema = ("account_id string, path string, content binary, read_status string, read_error string, "
               "file_size bigint, file_modified timestamp")
 
+    accumulator = None
+    if counter is not None:
+        counter.used, accumulator = True, counter.accumulator
+
     def read(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
+            if accumulator is not None:
+                accumulator.add(int(batch["_key"].map(lambda key: isinstance(key, str)).sum()))
             yield from _read_batch(batch, max_length)
 
     return listing.select(*LISTING_COLUMNS).mapInPandas(read, schema)

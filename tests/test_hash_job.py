@@ -55,6 +55,7 @@ def test_folder_with_bad_files_gives_one_row_each_and_rerun_replaces(spark, avat
     assert bad.loc["acct_text", "status"] == "decode_error"
     assert bad.twin_value.isna().all() and bad.error.notna().all()
     assert summary.status_counts == {"ok": 10, "decode_error": 2}
+    assert summary.files_read == 12  # each file opened once, though two branches of the plan use its bytes
     # The codes are the model's own: the same as decoding and inferring each file directly.
     for _, row in ok.iterrows():
         pixels = decode_avatar(Path(row.path.removeprefix("file:")).read_bytes()).pixels
@@ -335,6 +336,7 @@ def test_incremental_run_reads_only_new_and_changed_files(spark, demo_avatar_pat
     assert second.content_sha256.loc["u3"] != first.content_sha256.loc["u3"]
     assert second.hashed_at.loc["u3"] > first.hashed_at.loc["u3"]
     assert summary.reused == 4 and summary.inferred == 3  # u3, new and bad were decoded
+    assert summary.files_read == 4  # u2 (touched), u3, new and bad; the rest passed the quick check unread
 
     # A full rerun of the same date agrees on every row except u1, whose bytes changed behind the quick check.
     run_hash_job(spark, HashJobConfig("avatars", str(root), str(out), run_date="2026-01-02", previous=str(out),
