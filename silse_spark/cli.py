@@ -14,10 +14,11 @@ Exit codes: 0 done, 1 a file could not be hashed, 2 bad usage or configuration.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,22 +38,46 @@ class CliError(Exception):
         self.code = code
 
 
-def hash_files(paths: Sequence[str], model_version: str | None = None) -> list[tuple[str, str | None, str]]:
-    """Hash local image files: ``(path, twin value or None, status or error)`` per path."""
+CLI_BATCH = 256
+"""Files decoded and inferred together by ``silse hash``: memory stays flat however many files are named."""
+
+
+def image_files(paths: Iterable[str]) -> Iterator[str]:
+    """``paths`` with each directory replaced by the files under it, recursively, in sorted order."""
+    for path in paths:
+        if not os.path.isdir(path):
+            yield path
+            continue
+        for root, dirs, files in os.walk(path, followlinks=False):
+            dirs.sort()
+            yield from (os.path.join(root, name) for name in sorted(files))
+
+
+def iter_hash_files(
+    paths: Iterable[str], model_version: str | None = None, batch: int = CLI_BATCH
+) -> Iterator[tuple[str, str | None, str]]:
+    """Hash local image files, ``batch`` at a time: ``(path, twin value or None, status or error)`` per path."""
     from silse_spark.model import cached_hasher, get_model_spec
 
     framing = get_model_spec(model_version).framing  # decode as the job does for this model version
-    decoded = [decode_file(p, framing=framing) for p in paths]
-    ok = [i for i, d in enumerate(decoded) if d.status == STATUS_OK]
-    codes: dict[int, str] = {}
-    if ok:
-        hasher = cached_hasher(model_version)
-        hexes, _ = twin_values_from_outputs(hasher.outputs(np.stack([decoded[i].pixels for i in ok])))  # type: ignore[misc]
-        codes = dict(zip(ok, hexes))
-    return [
-        (p, codes.get(i), STATUS_OK if i in codes else f"{d.status}: {d.error}")
-        for i, (p, d) in enumerate(zip(paths, decoded))
-    ]
+    iterator = iter(paths)
+    while chunk := list(itertools.islice(iterator, batch)):
+        decoded = [decode_file(p, framing=framing) for p in chunk]
+        ok = [i for i, d in enumerate(decoded) if d.status == STATUS_OK]
+        codes: dict[int, str] = {}
+        if ok:
+            hasher = cached_hasher(model_version)
+            hexes, _ = twin_values_from_outputs(hasher.outputs(np.stack([decoded[i].pixels for i in ok])))  # type: ignore[misc]
+            codes = dict(zip(ok, hexes))
+        yield from (
+            (p, codes.get(i), STATUS_OK if i in codes else f"{d.status}: {d.error}")
+            for i, (p, d) in enumerate(zip(chunk, decoded))
+        )
+
+
+def hash_files(paths: Sequence[str], model_version: str | None = None) -> list[tuple[str, str | None, str]]:
+    """Hash local image files: ``(path, twin value or None, status or error)`` per path."""
+    return list(iter_hash_files(paths, model_version))
 
 
 def _one_code(path: str, model_version: str | None) -> str:
@@ -111,10 +136,11 @@ def match_accounts(
 
 
 def _cmd_hash(args: argparse.Namespace) -> int:
-    rows = hash_files(args.images, args.model)
-    for path, code, status in rows:
-        print(f"{path}\t{code or '-'}\t{status}")
-    return 0 if all(code for _, code, _ in rows) else 1
+    failed = False
+    for path, code, status in iter_hash_files(image_files(args.images), args.model):
+        print(f"{path}\t{code or '-'}\t{status}", flush=True)
+        failed |= code is None
+    return 1 if failed else 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -174,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="registered model version (default: the shipped default)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("hash", help="print each image's twin value")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="image files, or directories whose files (recursively) are hashed")
     p.set_defaults(func=_cmd_hash)
     p = sub.add_parser("compare", help="compare two images' twin values")
     p.add_argument("a")

@@ -23,6 +23,27 @@ def test_hash_prints_codes_and_flags_bad_files(standin_models: Path, capsys: pyt
     assert lines[2][1] == "-" and lines[2][2].startswith("empty")
 
 
+def test_hash_walks_directories_in_order_and_in_bounded_batches(
+    standin_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = ["rgb.png", "grey.png", "upright.jpg", "empty.png", "alpha.png"]
+    (tmp_path / "b" / "inner").mkdir(parents=True)
+    for i, name in enumerate(names):
+        shutil.copy(IMAGES / name, tmp_path / ("b/inner" if i % 2 else "b") / f"{i}_{name}")
+    single = tmp_path / "a.png"
+    shutil.copy(IMAGES / "wide.png", single)
+    rc = cli.main(["hash", str(single), str(tmp_path / "b")])
+    lines = [line.split("	") for line in capsys.readouterr().out.splitlines()]
+    assert rc == 1  # the empty file
+    expected = [str(single), *(str(tmp_path / "b" / f"{i}_{n}") for i, n in enumerate(names) if not i % 2),
+                *(str(tmp_path / "b" / "inner" / f"{i}_{n}") for i, n in enumerate(names) if i % 2)]
+    assert [line[0] for line in lines] == expected  # a folder's files before its subfolders', each sorted
+    # Three at a time gives what one batch gives: the model's batch does not change a code.
+    paths = [line[0] for line in lines]
+    assert list(cli.iter_hash_files(paths, batch=3)) == cli.hash_files(paths)
+    assert [(p, c or "-", s) for p, c, s in cli.hash_files(paths)] == [tuple(line) for line in lines]
+
+
 def test_compare_reports_distance_and_verdict(standin_models: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["compare", str(IMAGES / "rgb.png"), str(IMAGES / "rgb.png")]) == 0
     out = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
