@@ -32,15 +32,32 @@ class GalleryError(ValueError):
     """The inputs cannot make a gallery: the message says which and why."""
 
 
-def _latest_partition(path: Path, what: str) -> pd.DataFrame:
+def _dates(path: Path, what: str) -> list[str]:
+    """The ``run_date`` partitions of a job's output directory, sorted."""
     if not path.is_dir():
         raise GalleryError(f"{what} {path} is not a directory; pass the job's output directory")
     dates = sorted(p.name.split("=", 1)[1] for p in path.iterdir() if p.name.startswith("run_date="))
     if not dates:
         raise GalleryError(f"{what} {path} has no run_date=... partitions; is it the job's output?")
-    frame = pd.read_parquet(path / f"run_date={dates[-1]}")
-    frame["run_date"] = dates[-1]
-    return frame
+    return dates
+
+
+def _read(path: Path, run_date: str, what: str, needed: set[str], optional: frozenset[str] | set[str] = frozenset(),
+          accounts: list[str] | None = None) -> pd.DataFrame:
+    """Columns ``needed`` (and those of ``optional`` it has) of one partition, streamed from Parquet.
+
+    With ``accounts``, only their rows are kept as the files are scanned, so a night's whole hashes
+    table (billions of rows) is never loaded to show a page of clusters.
+    """
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(path / f"run_date={run_date}", format="parquet")
+    names = set(dataset.schema.names)
+    if not needed <= names:
+        raise GalleryError(f"{what} {path} lacks columns {sorted(needed - names)}")
+    selected = ds.field("account_id").isin(accounts) if accounts is not None else None
+    table = dataset.to_table(columns=sorted(needed | (optional & names)), filter=selected)
+    return table.to_pandas()
 
 
 def thumbnail_data_uri(path: str | None) -> str | None:
@@ -62,15 +79,20 @@ def thumbnail_data_uri(path: str | None) -> str | None:
 
 def load_clusters(clusters_dir: Path, hashes_dir: Path, top: int) -> list[dict[str, Any]]:
     """The ``top`` largest clusters of the latest run, members joined to their image paths."""
-    clusters = _latest_partition(clusters_dir, "--clusters")
-    hashes = _latest_partition(hashes_dir, "--hashes")
+    run_date = _dates(clusters_dir, "--clusters")[-1]
+    clusters = _read(clusters_dir, run_date, "--clusters", {"cluster_id", "account_id", "twin_value"}, {"method"})
     if clusters.empty:
         raise GalleryError(f"--clusters {clusters_dir}: the latest partition holds no clusters")
-    needed = {"cluster_id", "account_id", "twin_value"}
-    if not needed <= set(clusters.columns):
-        raise GalleryError(f"--clusters {clusters_dir} lacks columns {sorted(needed - set(clusters.columns))}")
-    members = clusters.merge(hashes[["account_id", "path"]], on="account_id", how="left")
-    sizes = members.groupby("cluster_id").size().sort_values(ascending=False)
+    hash_dates = _dates(hashes_dir, "--hashes")
+    if run_date not in hash_dates:
+        log.warning("--hashes %s has no run_date=%s (the clusters' date); using its latest, %s",
+                    hashes_dir, run_date, hash_dates[-1])
+    sizes = clusters.groupby("cluster_id").size().sort_values(ascending=False, kind="stable")
+    clusters = clusters[clusters.cluster_id.isin(set(sizes.index[:top]))]
+    paths = _read(hashes_dir, run_date if run_date in hash_dates else hash_dates[-1], "--hashes",
+                  {"account_id", "path"}, accounts=sorted(set(clusters.account_id)))
+    members = clusters.merge(paths[["account_id", "path"]].drop_duplicates("account_id"), on="account_id",
+                             how="left")
     out = []
     for cluster_id in sizes.index[:top]:
         group = members[members.cluster_id == cluster_id].sort_values("account_id")

@@ -68,3 +68,24 @@ def test_gallery_errors_name_the_problem(tmp_path: Path, outputs: tuple[Path, Pa
     (tmp_path / "empty").mkdir()
     with pytest.raises(GalleryError, match="no run_date"):
         write_gallery(tmp_path / "empty", outputs[1], tmp_path / "r.html")
+
+
+def test_gallery_reads_the_clusters_date_and_only_their_accounts(tmp_path: Path, outputs: tuple[Path, Path]) -> None:
+    """Paths come from the hashes of the clusters' own date, one per account, even when a newer night exists."""
+    clusters, hashes = outputs
+    newer = hashes / "run_date=2026-01-02"
+    newer.mkdir()
+    pd.DataFrame({"account_id": ["a1", "b1"], "path": ["/moved/a1.png", "/moved/b1.png"]}).to_parquet(
+        newer / "part-0.parquet")
+    twice = pd.read_parquet(hashes / "run_date=2026-01-01")
+    twice.iloc[:1].to_parquet(hashes / "run_date=2026-01-01" / "part-1.parquet")  # a1 listed twice
+    page = tmp_path / "one.html"
+    assert write_gallery(clusters, hashes, page, top=1) == 1
+    text = page.read_text()
+    assert text.count('<tr class="cluster"') == 1 and ">c0<" in text  # the largest cluster only
+    assert text.count("<figure") == 3 and text.count("data:image/png;base64,") == 3  # a1 once, with its image
+    (clusters / "run_date=2026-01-01" / "part-0.parquet").unlink()
+    pd.DataFrame({"cluster_id": ["x"], "account_id": ["a1"]}).to_parquet(
+        clusters / "run_date=2026-01-01" / "part-0.parquet")
+    with pytest.raises(GalleryError, match=r"lacks columns \['twin_value'\]"):
+        write_gallery(clusters, hashes, page)
