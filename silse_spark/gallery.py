@@ -26,6 +26,8 @@ from silse_spark.decode import decode_avatar
 log = logging.getLogger(__name__)
 
 THUMBNAIL = 72
+MAX_IMAGE_BYTES = 64 * 2**20
+"""Largest file shown (the hash job's default ``spark.sql.sources.binaryFile.maxLength``)."""
 
 
 class GalleryError(ValueError):
@@ -66,8 +68,11 @@ def thumbnail_data_uri(path: str | None) -> str | None:
         return None
     local = path[5:] if path.startswith("file:") else path
     try:
-        data = Path(local).read_bytes()
+        with open(local, "rb") as fh:
+            data = fh.read(MAX_IMAGE_BYTES + 1)
     except OSError:
+        return None
+    if len(data) > MAX_IMAGE_BYTES:  # as the hash job, which does not read such a file either
         return None
     decoded = decode_avatar(data, size=THUMBNAIL)
     if decoded.pixels is None:
