@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from pathlib import Path
 
 import numpy as np
@@ -271,8 +272,11 @@ def expected_clusters(spark, run_date: str, radius: int, prefix_length: int):  #
 @pytest.mark.parametrize(("radius", "prefix_length"), [(2, 8), (0, 0), (1, 0), (0, 8)])
 def test_planted_clusters_exact_membership(spark, tmp_path: Path, radius: int, prefix_length: int) -> None:  # type: ignore[no-untyped-def]
     hashes = write_hashes(tmp_path / "hashes", "2026-01-01", planted_rows())
+    # One allowlisted code among 20,000 that match no account (a large allowlist is joined, not inlined).
+    planted = {code for _, code in planted_rows()}
+    unrelated = {twin_value_from_int(random.Random(7).getrandbits(48) ^ i) for i in range(20_000)} - planted
     config = ClusterJobConfig(hashes, str(tmp_path / "out"), radius=radius, prefix_length=prefix_length,
-                              allowlist=frozenset({ALLOWED}), database=None)
+                              allowlist=frozenset({ALLOWED, *unrelated}), database=None)
     summary = run_cluster_job(spark, config)
     got = spark.read.parquet(config.clusters_path).withColumn("run_date", F.col("run_date").cast("string"))
     assertDataFrameEqual(got.select(*expected_clusters(spark, "2026-01-01", radius, prefix_length).columns),
