@@ -349,11 +349,18 @@ def _require_columns(df: DataFrame, required: dict[str, tuple[type, ...]], what:
             )
 
 
-def _manifest_listing(spark: SparkSession, manifest: str) -> tuple[DataFrame, list[str]]:
-    """The manifest's rows with their ``_key``, and the parent directories of its files that exist."""
+def _manifest_rows(spark: SparkSession, manifest: str) -> DataFrame:
+    """The manifest's ``account_id``, ``path`` and ``_key`` (the path as ``binaryFile`` reports it)."""
     table = _read_table(spark, manifest, "--manifest")
     _require_columns(table, {"account_id": (T.StringType,), "path": (T.StringType,)}, "--manifest", manifest)
-    listing = table.select("account_id", "path", normalise_path(F.col("path")).alias("_key"))
+    return table.select("account_id", "path", normalise_path(F.col("path")).alias("_key"))
+
+
+def _manifest_listing(
+    spark: SparkSession, manifest: str, rows: DataFrame | None = None
+) -> tuple[DataFrame, list[str]]:
+    """The manifest's rows with their ``_key``, and the parent directories of its files that exist."""
+    listing = rows if rows is not None else _manifest_rows(spark, manifest)
     # Read whole parent directories (one Spark scan) rather than collecting every path to the driver.
     directories = [
         row["d"]
@@ -470,14 +477,50 @@ def read_listing(
         if _is_local(config.input_path):
             return _local_listing(spark, _local_path(config.input_path), scratch), True
         return _remote_listing(spark, config.input_path), False
-    listing, existing = _manifest_listing(spark, config.input_path)
+    manifest = _manifest_rows(spark, config.input_path)
+    if manifest.where(~F.col("_key").startswith("file:")).limit(1).count() == 0:
+        return _stat_on_executors(manifest), True
+    listing, existing = _manifest_listing(spark, config.input_path, manifest)
     files = _files_in(spark, existing).select(
         F.col("path").alias("_found"), F.col("length").alias("file_size"),
         F.col("modificationTime").alias("file_modified"),
     )
-    listing = listing.join(files, listing["_key"] == F.col("_found"), "left").select(*LISTING_COLUMNS)
-    local = listing.where(~F.col("_key").startswith("file:")).limit(1).count() == 0
-    return listing, local
+    return listing.join(files, listing["_key"] == F.col("_found"), "left").select(*LISTING_COLUMNS), False
+
+
+def _stat_batch(batch: pd.DataFrame) -> pd.DataFrame:
+    """``file_size`` and ``_mtime_ms`` of each row's local file (null where it cannot be examined)."""
+    sizes: list[int | None] = []
+    times: list[int | None] = []
+    for key in batch["_key"]:
+        size = mtime = None
+        if isinstance(key, str):
+            try:
+                st = os.stat(_file_of_key(key))
+                size, mtime = st.st_size, st.st_mtime_ns // 1_000_000  # milliseconds, as Hadoop reports them
+            except OSError:
+                pass
+        sizes.append(size)
+        times.append(mtime)
+    return batch.assign(file_size=pd.array(sizes, dtype="Int64"), _mtime_ms=pd.array(times, dtype="Int64"))
+
+
+def _stat_on_executors(manifest: DataFrame) -> DataFrame:
+    """A local manifest's LISTING_COLUMNS, each file examined (``os.stat``) by the executors' Python workers.
+
+    No directory is listed and the driver sees no path: a manifest whose files sit in a million folders
+    (one per account) costs a million ``stat`` calls spread over the cluster, where listing the folders
+    through Hadoop took 62 s for 20,000 of them (driver-side existence checks, then a 10,000-task
+    listing job; 2026-12-02).
+    """
+    schema = "account_id string, path string, _key string, file_size bigint, _mtime_ms bigint"
+
+    def stat_rows(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        return (_stat_batch(batch) for batch in batches)
+
+    return manifest.select("account_id", "path", "_key").mapInPandas(stat_rows, schema).select(
+        *LISTING_COLUMNS[:-1], F.timestamp_millis("_mtime_ms").alias("file_modified")
+    )
 
 
 def _read_local_file(path: str | bytes, max_length: int) -> tuple[bytes | None, str | None, str | None]:

@@ -379,3 +379,30 @@ def test_local_reader_hands_over_large_batches_in_bounded_pieces(tmp_path: Path)
     assert whole.read_status.tolist() == [None, None, None, None, "read_error"]
     assert whole.file_size.tolist()[:4] == [600, 300, 500, 10] and pd.isna(whole.file_size.iloc[4])
     assert whole.file_modified.iloc[2] == pd.Timestamp(2, unit="s")
+
+
+def test_local_manifest_is_examined_by_the_executors_not_by_listing_folders(
+    spark, demo_avatar_paths: list[Path], tmp_path: Path  # noqa: ANN001
+) -> None:
+    """Sizes and times of a local manifest's files come from a stat per row: no folder is listed."""
+    from silse_spark.sources import read_listing
+
+    rows = []
+    for i in range(30):  # one folder per account, as sharded stores keep avatars
+        folder = tmp_path / f"shard{i % 3}" / f"account{i}"
+        folder.mkdir(parents=True)
+        shutil.copy(demo_avatar_paths[i % 5], folder / "avatar.png")
+        os.utime(folder / "avatar.png", ns=(1_700_000_000_123_456_789 + i, 1_700_000_000_123_456_789 + i * 10**9))
+        rows.append((f"a{i}", str(folder / "avatar.png")))
+    rows += [("gone", str(tmp_path / "missing.png")), ("folder", str(tmp_path / "shard0"))]
+    pd.DataFrame(rows, columns=["account_id", "path"]).to_csv(tmp_path / "manifest.csv", index=False)
+    listing, local = read_listing(spark, HashJobConfig("manifest", str(tmp_path / "manifest.csv"), str(tmp_path / "o")))
+    assert local
+    assert "binaryFile" not in listing._jdf.queryExecution().executedPlan().toString()
+    got = listing.toPandas().set_index("account_id")
+    for account, path in rows[:30]:
+        st = os.stat(path)
+        assert got.file_size.loc[account] == st.st_size
+        assert got.file_modified.loc[account] == pd.Timestamp(st.st_mtime_ns // 1_000_000, unit="ms")
+    assert pd.isna(got.file_size.loc["gone"]) and pd.isna(got.file_modified.loc["gone"])
+    assert got.path.loc["a0"] == rows[0][1] and got._key.loc["a0"] == "file:" + rows[0][1]
