@@ -287,7 +287,9 @@ def split_unchanged_files(
         .dropDuplicates(keys)
         .withColumn("_reused", F.lit(True))
     )
-    joined = listing.join(known, keys, "left")
+    # Both returned frames come from this join: kept (small rows, no bytes) so the listing (a stat per file
+    # for a local manifest) and the previous output are not computed twice; released by the caller.
+    joined = listing.join(known, keys, "left").persist(StorageLevel.DISK_ONLY)
     # A row without an account is never carried over: it is read, so hash_accounts gives it its status.
     reused = F.col("_reused").isNotNull() & ~missing_account()
     unchanged = joined.where(reused).select(
