@@ -200,17 +200,20 @@ ListingRow = tuple[str, str, str, "int | None", "int | None"]
 """``(path, _key, account_id, file_size, mtime_ms)``: one row of a local listing file."""
 
 
+def _size_and_mtime(path: str | bytes) -> tuple[int | None, int | None]:
+    """A local file's size and modification time in milliseconds (truncated, as Hadoop's local FileSystem
+    reports them); ``(None, None)`` where it cannot be examined."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, None
+    return st.st_size, st.st_mtime_ns // 1_000_000
+
+
 def _listing_row(root: str, name: str) -> ListingRow:
     """``(path, _key, account_id, file_size, mtime_ms)`` of one directory entry, never raising."""
     full = os.path.join(root, name)
-    size: int | None = None  # stays None for a dangling link or unreadable entry: read_error later
-    mtime: int | None = None
-    try:
-        st = os.stat(full)
-        # Milliseconds, truncated, as Hadoop's local FileSystem reports modification times.
-        size, mtime = st.st_size, st.st_mtime_ns // 1_000_000
-    except OSError:
-        pass
+    size, mtime = _size_and_mtime(full)  # None for a dangling link or unreadable entry: read_error later
     account = os.path.splitext(name)[0]
     shown = _printable(full)
     if shown == full:
@@ -490,19 +493,10 @@ def read_listing(
 
 def _stat_batch(batch: pd.DataFrame) -> pd.DataFrame:
     """``file_size`` and ``_mtime_ms`` of each row's local file (null where it cannot be examined)."""
-    sizes: list[int | None] = []
-    times: list[int | None] = []
-    for key in batch["_key"]:
-        size = mtime = None
-        if isinstance(key, str):
-            try:
-                st = os.stat(_file_of_key(key))
-                size, mtime = st.st_size, st.st_mtime_ns // 1_000_000  # milliseconds, as Hadoop reports them
-            except OSError:
-                pass
-        sizes.append(size)
-        times.append(mtime)
-    return batch.assign(file_size=pd.array(sizes, dtype="Int64"), _mtime_ms=pd.array(times, dtype="Int64"))
+    examined = [_size_and_mtime(_file_of_key(key)) if isinstance(key, str) else (None, None)
+                for key in batch["_key"]]
+    return batch.assign(file_size=pd.array([e[0] for e in examined], dtype="Int64"),
+                        _mtime_ms=pd.array([e[1] for e in examined], dtype="Int64"))
 
 
 def _stat_on_executors(manifest: DataFrame) -> DataFrame:
