@@ -647,6 +647,29 @@ def single_model_version(counted: list[tuple[str, str | None, int]], config: Clu
     return next(iter(versions), None)
 
 
+def check_separate_from_hashes(spark: SparkSession, config: ClusterJobConfig) -> None:
+    """Refuse output tables inside the hashes table's directory, or the hashes inside them.
+
+    ``clusters/`` written beside the hashes' ``run_date=`` folders turns the hashes directory into something
+    no reader can load: the next night's hash job ran to the end and then failed on Spark's partition
+    discovery, and the registered ``hashes`` table could no longer be queried.
+    """
+    from silse_spark.sources import hadoop_path
+
+    def qualified(path: str) -> str:
+        fs, hpath = hadoop_path(spark, path)
+        return str(fs.makeQualified(hpath).toString()).rstrip("/") + "/"
+
+    hashes = qualified(config.hashes)
+    for table in (config.clusters_path, config.summary_path):
+        written = qualified(table)
+        if written.startswith(hashes) or hashes.startswith(written):
+            raise ConfigError(
+                f"--output {config.output} puts {table} inside --hashes {config.hashes} (or the hashes inside it); "
+                "keep them apart, e.g. --hashes OUT/hashes --output OUT, as make run does"
+            )
+
+
 def one_code_per_account(hashes: DataFrame) -> DataFrame:
     """Rows with status ``ok``, one per account (the smallest code if an account has several).
 
@@ -932,6 +955,7 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
     from silse_spark.sources import check_output_directory
 
     started = time.monotonic()
+    check_separate_from_hashes(spark, config)
     for path in (config.clusters_path, config.summary_path):
         check_output_directory(spark, path, f"--output {config.output}")
     run_date = choose_run_date(spark, config)

@@ -183,7 +183,9 @@ def summarise(
     hashed_at: dt.datetime, seconds: float,
 ) -> HashJobSummary:
     """Counts per status, reused vs inferred, from the partition just written (no per-row collect)."""
-    written = spark.read.parquet(output).where(F.col("run_date") == run_date)
+    # Only the partition's folder is read: other folders beside the partitions (a cluster job pointed at this
+    # directory wrote clusters/ there) made Spark's partition discovery fail after the whole job had run.
+    written = spark.read.option("basePath", output).parquet(f"{output.rstrip('/')}/run_date={run_date}")
     # One aggregation job. Rows with the same bytes share a status, so distinct counts per status add up.
     ok = F.col("status") == "ok"
     reused = F.col("hashed_at") < F.lit(hashed_at).cast("timestamp")

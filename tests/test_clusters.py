@@ -429,6 +429,12 @@ def test_missing_hashes_or_date_is_a_configuration_error(spark, tmp_path: Path) 
     pq.write_table(other.slice(0, 1), part / "part-1.parquet")
     with pytest.raises(ConfigError, match=r"holds codes of 2 model versions: silse-next \(1 rows\), test \(2 rows\)"):
         run_cluster_job(spark, ClusterJobConfig(mixed, str(tmp_path / "o3"), database=None))
+    # Output tables inside the hashes directory would make it unreadable: refused before any work.
+    with pytest.raises(ConfigError, match="inside --hashes .*keep them apart"):
+        run_cluster_job(spark, ClusterJobConfig(hashes, hashes, database=None))
+    with pytest.raises(ConfigError, match="inside --hashes"):
+        run_cluster_job(spark, ClusterJobConfig(hashes, f"file://{hashes}/nested", database=None))
+    assert sorted(p.name for p in Path(hashes).iterdir()) == ["run_date=2026-01-01"]
     # An output that is (or lies under) a file fails before any work, naming the file.
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "cluster_summary").write_text("not a folder")

@@ -70,6 +70,12 @@ def test_folder_with_bad_files_gives_one_row_each_and_rerun_replaces(spark, avat
     run_hash_job(spark, HashJobConfig("avatars", str(avatar_dir), str(out), run_date="2026-01-02"))
     assert spark.read.parquet(str(out)).groupBy("run_date").count().count() == 2
     assert len(read_partition(spark, out, "2026-01-01")) == 12
+    # A folder beside the partitions (a cluster job once pointed here) does not fail the run after its work.
+    (out / "clusters").mkdir()
+    pd.DataFrame({"cluster_id": ["c"]}).to_parquet(out / "clusters" / "part-0.parquet")
+    summary = run_hash_job(spark, HashJobConfig("avatars", str(avatar_dir), str(out), run_date="2026-01-03",
+                                                previous=str(out)))
+    assert summary.rows == 12 and summary.reused == 10
 
 
 def test_previous_run_codes_are_reused_also_from_an_output_without_file_metadata(spark, avatar_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
