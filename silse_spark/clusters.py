@@ -571,31 +571,12 @@ def connected_components(edges: DataFrame, max_iterations: int = DEFAULT_MAX_ITE
 # Spark: accounts to clusters
 
 
-def partition_dates(spark: SparkSession, directory: str) -> list[str]:
-    """The ``run_date=...`` partitions under ``directory``, sorted; ``[]`` if it does not exist."""
-    from silse_spark.sources import hadoop_path
-
-    fs, path = hadoop_path(spark, directory)
-    if not fs.exists(path):
-        return []
-    return sorted(
-        status.getPath().getName().split("=", 1)[1]
-        for status in fs.listStatus(path)
-        if status.isDirectory() and status.getPath().getName().startswith("run_date=")
-    )
-
-
 def _delete_partition(spark: SparkSession, directory: str, run_date: str) -> None:
     """Remove one date's partition: an empty result must still replace an earlier run of that date."""
     jvm: Any = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     path = jvm.org.apache.hadoop.fs.Path(f"{directory.rstrip('/')}/run_date={run_date}")
     path.getFileSystem(conf).delete(path, True)
-
-
-def read_partition(spark: SparkSession, directory: str, run_date: str) -> DataFrame:
-    """One ``run_date`` partition of a Parquet table, with its ``run_date`` column."""
-    return spark.read.option("basePath", directory).parquet(f"{directory.rstrip('/')}/run_date={run_date}")
 
 
 def choose_run_date(spark: SparkSession, config: ClusterJobConfig) -> str:
@@ -606,6 +587,8 @@ def choose_run_date(spark: SparkSession, config: ClusterJobConfig) -> str:
     ConfigError
         If the hashes directory has no partitions, or not the requested one.
     """
+    from silse_spark.sources import partition_dates
+
     dates = partition_dates(spark, config.hashes)
     if not dates:
         raise ConfigError(
@@ -952,7 +935,7 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
     import time
 
     F = _F()
-    from silse_spark.sources import check_output_directory
+    from silse_spark.sources import check_output_directory, partition_dates, read_partition
 
     started = time.monotonic()
     check_separate_from_hashes(spark, config)

@@ -41,10 +41,11 @@ from silse_spark.sources import (
     ReadCounter,
     check_input_has_rows,
     check_output_directory,
-    hadoop_path,
+    partition_dates,
     read_accounts,
     read_listing,
     read_local_contents,
+    read_partition,
 )
 
 log = logging.getLogger(__name__)
@@ -83,32 +84,20 @@ class HashJobSummary:
         return "\n".join(lines)
 
 
-def _partition_dates(spark: SparkSession, directory: str) -> list[str]:
-    fs, path = hadoop_path(spark, directory)
-    if not fs.exists(path):
-        return []
-    dates = []
-    for status in fs.listStatus(path):
-        name = status.getPath().getName()
-        if status.isDirectory() and name.startswith("run_date="):
-            dates.append(name.split("=", 1)[1])
-    return sorted(dates)
-
-
 def read_previous(spark: SparkSession, directory: str, run_date: str) -> DataFrame | None:
     """The latest partition of an earlier output strictly before ``run_date``, or ``None``.
 
     Only that partition's directory is read, so ``--previous`` may point at the
     output directory itself without reading the partition being overwritten.
     """
-    earlier = [d for d in _partition_dates(spark, directory) if d < run_date]
+    earlier = [d for d in partition_dates(spark, directory) if d < run_date]
     if not earlier:
         log.warning("--previous %s has no run_date partition before %s; inferring everything",
                     directory, run_date)
         return None
     latest = earlier[-1]
     log.info("reusing codes from %s (run_date=%s)", directory, latest)
-    previous = spark.read.option("basePath", directory).parquet(f"{directory.rstrip('/')}/run_date={latest}")
+    previous = read_partition(spark, directory, latest)
     require_hash_columns(previous.columns, ["model_version", *REUSED_COLUMNS], "--previous", directory)
     return previous
 
@@ -185,7 +174,7 @@ def summarise(
     """Counts per status, reused vs inferred, from the partition just written (no per-row collect)."""
     # Only the partition's folder is read: other folders beside the partitions (a cluster job pointed at this
     # directory wrote clusters/ there) made Spark's partition discovery fail after the whole job had run.
-    written = spark.read.option("basePath", output).parquet(f"{output.rstrip('/')}/run_date={run_date}")
+    written = read_partition(spark, output, run_date)
     # One aggregation job. Rows with the same bytes share a status, so distinct counts per status add up.
     ok = F.col("status") == "ok"
     reused = F.col("hashed_at") < F.lit(hashed_at).cast("timestamp")

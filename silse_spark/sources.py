@@ -291,6 +291,23 @@ def _remote_listing(spark: SparkSession, directory: str) -> DataFrame:
     )
 
 
+def partition_dates(spark: SparkSession, directory: str) -> list[str]:
+    """The ``run_date=...`` partitions under ``directory``, sorted; ``[]`` if it does not exist."""
+    fs, path = hadoop_path(spark, directory)
+    if not fs.exists(path):
+        return []
+    return sorted(
+        status.getPath().getName().split("=", 1)[1]
+        for status in fs.listStatus(path)
+        if status.isDirectory() and status.getPath().getName().startswith("run_date=")
+    )
+
+
+def read_partition(spark: SparkSession, directory: str, run_date: str) -> DataFrame:
+    """One ``run_date`` partition of a Parquet table, with its ``run_date`` column; only its folder is read."""
+    return spark.read.option("basePath", directory).parquet(f"{directory.rstrip('/')}/run_date={run_date}")
+
+
 def _check_avatar_dir(spark: SparkSession, directory: str) -> None:
     fs, hpath = hadoop_path(spark, directory)
     if not fs.exists(hpath):
