@@ -89,13 +89,13 @@ def load_clusters(clusters_dir: Path, hashes_dir: Path, top: int) -> list[dict[s
     if clusters.empty:
         raise GalleryError(f"--clusters {clusters_dir}: the latest partition holds no clusters")
     hash_dates = _dates(hashes_dir, "--hashes")
-    if run_date not in hash_dates:
+    hash_date = run_date if run_date in hash_dates else hash_dates[-1]
+    if hash_date != run_date:
         log.warning("--hashes %s has no run_date=%s (the clusters' date); using its latest, %s",
-                    hashes_dir, run_date, hash_dates[-1])
+                    hashes_dir, run_date, hash_date)
     sizes = clusters.groupby("cluster_id").size().sort_values(ascending=False, kind="stable")
     clusters = clusters[clusters.cluster_id.isin(set(sizes.index[:top]))]
-    paths = _read(hashes_dir, run_date if run_date in hash_dates else hash_dates[-1], "--hashes",
-                  {"account_id", "path"}, accounts=sorted(set(clusters.account_id)))
+    paths = _read(hashes_dir, hash_date, "--hashes", {"account_id", "path"}, accounts=sorted(set(clusters.account_id)))
     members = clusters.merge(paths[["account_id", "path"]].drop_duplicates("account_id"), on="account_id",
                              how="left")
     out = []
