@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
 
@@ -18,7 +18,7 @@ class _Summary(Protocol):
     def table(self) -> str: ...
 
 
-def use_this_python_for_workers(environ: dict[str, str] | Any = None) -> bool:
+def use_this_python_for_workers(environ: MutableMapping[str, str] | None = None) -> bool:
     """Point Spark's Python workers at this interpreter when the job was started as a plain script.
 
     ``spark-submit`` from the virtual environment sets ``PYSPARK_PYTHON``; a job started with
