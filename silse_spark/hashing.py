@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -31,6 +31,7 @@ from silse_spark.decode import (
     STATUS_OK,
     decode_avatar,
 )
+from silse_spark.sources import missing_account
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +172,6 @@ def inference_partitions_for(spark: Any) -> int:
 NO_ACCOUNT_ERROR = "the input row has no account_id (null or blank); give every manifest or table row its account"
 
 
-def missing_account() -> Column:
-    """True where a row's ``account_id`` is null or blank (such a row gets :data:`STATUS_NO_ACCOUNT`)."""
-    return F.col("account_id").isNull() | (F.trim("account_id") == "")
-
-
 def hash_accounts(
     accounts: DataFrame,
     model_version: str,
@@ -206,12 +202,18 @@ def hash_accounts(
     # A row without an account cannot be clustered (null ids would all group as one account): it keeps
     # its row, with a status saying so, and its file is not hashed.
     no_account = missing_account()
+    # The Python reader gives each row's digest, and a file's bytes only on the first of its task's rows
+    # naming it (TaskReader); other readers give bytes on every row, hashed here.
+    digest = F.when(F.col("content").isNotNull(), F.sha2("content", 256))
+    if "content_sha256" in accounts.columns:
+        digest = F.coalesce(F.col("content_sha256"), digest)
     accounts = accounts.select(
-        *(c for c in accounts.columns if c not in ("content", "read_status", "read_error")),
+        *(c for c in accounts.columns if c not in ("content", "content_sha256", "read_status", "read_error")),
         F.when(~no_account, F.col("content")).alias("content"),
+        F.when(~no_account, digest).alias("content_sha256"),
         F.when(no_account, F.lit(STATUS_NO_ACCOUNT)).otherwise(F.col("read_status")).alias("read_status"),
         F.when(no_account, F.lit(NO_ACCOUNT_ERROR)).otherwise(F.col("read_error")).alias("read_error"),
-    ).withColumn("content_sha256", F.when(F.col("content").isNotNull(), F.sha2("content", 256)))
+    )
     # Two branches use these rows (the distinct contents to infer, and every account joined to its code):
     # without this, Spark ran the read twice, every file opened and hashed twice (seen with strace), which
     # on HDFS or S3 doubles the requests. Kept on the executors' disks, not in memory; released by the caller.

@@ -15,16 +15,21 @@ so nothing is silently dropped.
 For incremental runs, :func:`read_listing` lists files with their size and
 modification time *without* reading any bytes, and :func:`read_local_contents`
 reads the bytes of just the listed rows it is given (files that changed).
+That Python reader (the default for local files) also gives ``content_sha256``
+and reads a file named by many rows once per task: its later rows carry the
+digest without the bytes (:class:`TaskReader`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import stat
 import tempfile
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +46,8 @@ from silse_spark.decode import STATUS_EMPTY, STATUS_READ_ERROR
 log = logging.getLogger(__name__)
 
 ACCOUNT_COLUMNS = ["account_id", "path", "content", "read_status", "read_error", "file_size", "file_modified"]
+READ_COLUMNS = [*ACCOUNT_COLUMNS[:3], "content_sha256", *ACCOUNT_COLUMNS[3:]]
+"""What the Python reader gives: ACCOUNT_COLUMNS and each read file's digest (its bytes on its first row only)."""
 LISTING_COLUMNS = ["account_id", "path", "_key", "file_size", "file_modified"]
 
 MAX_LENGTH_CONF = "spark.sql.sources.binaryFile.maxLength"
@@ -553,17 +560,59 @@ def _read_local_file(path: str | bytes, max_length: int) -> tuple[bytes | None, 
 READ_CHUNK_BYTES = 32 * 2**20
 """The reader hands file bytes to Spark in pieces of about this size, whatever the Arrow batch's row count."""
 
+REPEAT_CACHE_FILES = 100_000
+"""Files per task whose digest and read status the reader remembers, so that rows naming a file it has
+already read (a default avatar every new account points at) are not read again."""
 
-def _read_batch(batch: pd.DataFrame, max_length: int, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[pd.DataFrame]:
-    """Read the files of one listing batch; yield ACCOUNT_COLUMNS frames of at most ~``chunk_bytes`` of content.
+
+def missing_account() -> Column:
+    """True where a row's ``account_id`` is null or blank (such a row gets ``STATUS_NO_ACCOUNT``)."""
+    return F.col("account_id").isNull() | (F.trim("account_id") == "")
+
+
+class TaskReader:
+    """Reads one task's files, each at most once (see :data:`REPEAT_CACHE_FILES`).
+
+    The first row naming a file carries its bytes; later rows of the same task naming it carry
+    ``content = None`` with the same ``content_sha256``, ``read_status`` and ``read_error``: the hash job
+    infers the first row's bytes and joins every row to that code by digest. ``opened`` counts the files
+    actually read. The cache holds digests, never bytes, and forgets the least recently named file first.
+    """
+
+    def __init__(self, max_length: int, max_files: int = REPEAT_CACHE_FILES) -> None:
+        self.max_length = max_length
+        self.max_files = max_files
+        self.opened = 0
+        self._seen: OrderedDict[str, tuple[str | None, str | None, str | None]] = OrderedDict()
+
+    def read(self, key: object) -> tuple[bytes | None, str | None, str | None, str | None]:
+        """``(content, content_sha256, read_status, read_error)`` for one listing row's ``_key``."""
+        if not isinstance(key, str):
+            return None, None, STATUS_READ_ERROR, NO_PATH
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return (None, *self._seen[key])
+        content, status, error = _read_local_file(_file_of_key(key), self.max_length)
+        self.opened += 1
+        digest = hashlib.sha256(content).hexdigest() if content is not None else None
+        self._seen[key] = (digest, status, error)
+        if len(self._seen) > self.max_files:
+            self._seen.popitem(last=False)
+        return content, digest, status, error
+
+
+def _read_batch(
+    batch: pd.DataFrame, reader: TaskReader, chunk_bytes: int = READ_CHUNK_BYTES
+) -> Iterator[pd.DataFrame]:
+    """Read the files of one listing batch; yield READ_COLUMNS frames of at most ~``chunk_bytes`` of content.
 
     A batch of large (hostile) files is never held in memory whole: a frame is
     yielded as soon as its bytes pass ``chunk_bytes`` (one file at the least).
+    A row with no account (``_no_account``) is not read: the hash job gives it its status.
     """
     start, size, read = 0, 0, []
-    for i, key in enumerate(batch["_key"]):
-        read.append(_read_local_file(_file_of_key(key), max_length) if isinstance(key, str)
-                    else (None, STATUS_READ_ERROR, NO_PATH))
+    for i, (key, no_account) in enumerate(zip(batch["_key"], batch["_no_account"], strict=True)):
+        read.append((None, None, None, None) if no_account else reader.read(key))
         size += len(read[-1][0] or b"")
         if size >= chunk_bytes or i == len(batch) - 1:
             rows = batch.iloc[start: i + 1]
@@ -571,8 +620,8 @@ def _read_batch(batch: pd.DataFrame, max_length: int, chunk_bytes: int = READ_CH
                 {
                     "account_id": rows["account_id"].reset_index(drop=True),
                     "path": rows["path"].reset_index(drop=True),
-                    "content": [r[0] for r in read], "read_status": [r[1] for r in read],
-                    "read_error": [r[2] for r in read],
+                    "content": [r[0] for r in read], "content_sha256": [r[1] for r in read],
+                    "read_status": [r[2] for r in read], "read_error": [r[3] for r in read],
                     "file_size": rows["file_size"].astype("Int64").reset_index(drop=True),
                     "file_modified": rows["file_modified"].reset_index(drop=True),
                 }
@@ -598,25 +647,28 @@ class ReadCounter:
 
 
 def read_local_contents(spark: SparkSession, listing: DataFrame, counter: ReadCounter | None = None) -> DataFrame:
-    """The bytes of exactly the listed local files, read on the executors: ACCOUNT_COLUMNS.
+    """The bytes of exactly the listed local files, read on the executors: READ_COLUMNS.
 
     Used for the files an incremental run must read (new or changed since the
     previous run), where scanning the whole input directory would read every
     file again. Each row keeps its account; a file that cannot be read gets
-    ``read_status`` and ``read_error`` as in a full scan.
+    ``read_status`` and ``read_error`` as in a full scan. A file named by many
+    rows is read once per task (:class:`TaskReader`).
     """
     max_length = max_content_length(spark)
-    schema = ("account_id string, path string, content binary, read_status string, read_error string, "
-              "file_size bigint, file_modified timestamp")
+    schema = ("account_id string, path string, content binary, content_sha256 string, read_status string, "
+              "read_error string, file_size bigint, file_modified timestamp")
 
     accumulator = None
     if counter is not None:
         counter.used, accumulator = True, counter.accumulator
 
     def read(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        reader = TaskReader(max_length)
         for batch in batches:
+            opened = reader.opened
+            yield from _read_batch(batch, reader)
             if accumulator is not None:
-                accumulator.add(int(batch["_key"].map(lambda key: isinstance(key, str)).sum()))
-            yield from _read_batch(batch, max_length)
+                accumulator.add(reader.opened - opened)
 
-    return listing.select(*LISTING_COLUMNS).mapInPandas(read, schema)
+    return listing.select(*LISTING_COLUMNS, missing_account().alias("_no_account")).mapInPandas(read, schema)

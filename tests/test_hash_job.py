@@ -284,6 +284,33 @@ def test_manifest_rows_without_path_or_account_keep_their_rows(
     assert set(night[night.account_id.isna() | (night.account_id == " ")].status) == {"no_account_id"}
 
 
+def test_file_named_by_many_accounts_is_read_once_and_every_account_gets_its_code(
+    spark, demo_avatar_paths: list[Path], tmp_path: Path  # noqa: ANN001
+) -> None:
+    """A default avatar most accounts point at: read once (per task), yet every account row gets the code."""
+    default, own = tmp_path / "default.png", tmp_path / "own.png"
+    shutil.copy(demo_avatar_paths[6], default)
+    shutil.copy(demo_avatar_paths[7], own)
+    # The first row naming the default has no account (it is not read for it), a missing file is named twice.
+    ids = [None, *[f"u{i}" for i in range(40)]]
+    paths = [default if i % 4 else own for i in range(41)]
+    paths[10] = paths[20] = tmp_path / "gone.png"
+    pd.DataFrame({"account_id": ids, "path": [str(p) for p in paths]}).to_csv(tmp_path / "m.csv", index=False)
+    summary = run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o"),
+                                                run_date="2026-01-01"))
+    assert summary.files_read == 3  # 41 rows, 3 files (one task: a single small CSV)
+    rows = read_partition(spark, tmp_path / "o", "2026-01-01")
+    assert len(rows) == 41 and summary.inferred == 2
+    named = rows[rows.account_id.notna()].set_index("account_id")
+    expected = {str(default): "ok", str(own): "ok", str(tmp_path / "gone.png"): "read_error"}
+    assert named.status.to_dict() == {f"u{i}": expected[str(paths[i + 1])] for i in range(40)}
+    for path, codes in named[named.status == "ok"].groupby("path").twin_value:
+        pixels = decode_avatar(Path(path).read_bytes()).pixels
+        assert set(codes) == {twin_values_from_outputs(cached_hasher().outputs(pixels[None]))[0][0]}
+    assert named[named.status == "read_error"].error.str.contains("No such file").all()
+    assert rows[rows.account_id.isna()].status.tolist() == ["no_account_id"]
+
+
 def test_hostile_corpus_gives_one_row_per_file_with_its_status(spark, tmp_path: Path) -> None:  # noqa: ANN001
     from conftest import HOSTILE, HOSTILE_STATUS
 
@@ -369,22 +396,55 @@ def test_local_reader_gives_each_unreadable_file_a_status(tmp_path: Path) -> Non
 
 
 def test_local_reader_hands_over_large_batches_in_bounded_pieces(tmp_path: Path) -> None:
-    from silse_spark.sources import _read_batch
+    from silse_spark.sources import TaskReader, _read_batch
 
     for name, size in (("a", 600), ("b", 300), ("c", 500), ("d", 10)):
         (tmp_path / f"{name}.png").write_bytes(bytes([len(name)]) * size)
     batch = pd.DataFrame({"account_id": list("abcdx"), "path": list("abcdx"),
                           "_key": [f"file:{tmp_path / n}.png" for n in "abcdx"],
                           "file_size": [600, 300, 500, 10, None],
-                          "file_modified": pd.to_datetime([0, 1, 2, 3, None], unit="s")},
+                          "file_modified": pd.to_datetime([0, 1, 2, 3, None], unit="s"),
+                          "_no_account": [False] * 5},
                          index=[10, 11, 12, 13, 14])
-    pieces = list(_read_batch(batch, max_length=1000, chunk_bytes=800))
+    pieces = list(_read_batch(batch, TaskReader(max_length=1000), chunk_bytes=800))
     assert [list(p.account_id) for p in pieces] == [["a", "b"], ["c", "d", "x"]]
     whole = pd.concat(pieces, ignore_index=True)
     assert whole.content.map(lambda c: len(c or b"")).tolist() == [600, 300, 500, 10, 0]
     assert whole.read_status.tolist() == [None, None, None, None, "read_error"]
     assert whole.file_size.tolist()[:4] == [600, 300, 500, 10] and pd.isna(whole.file_size.iloc[4])
     assert whole.file_modified.iloc[2] == pd.Timestamp(2, unit="s")
+
+
+def test_local_reader_reads_a_file_named_by_many_rows_once(tmp_path: Path) -> None:
+    """A default avatar named by many accounts: its bytes travel once, every row gets its digest and status."""
+    import hashlib
+
+    from silse_spark.sources import TaskReader, _read_batch
+
+    (tmp_path / "default.png").write_bytes(b"default" * 100)
+    (tmp_path / "own.png").write_bytes(b"own" * 100)
+    keys = ["default", "own", "default", "missing", "default", "missing", "default"]
+    batch = pd.DataFrame({"account_id": [f"u{i}" for i in range(7)], "path": keys,
+                          "_key": [f"file:{tmp_path / k}.png" for k in keys],
+                          "file_size": [1] * 7, "file_modified": pd.to_datetime([0] * 7, unit="s"),
+                          "_no_account": [True, False, False, False, False, False, False]})
+    reader = TaskReader(max_length=10_000)
+    # Two Arrow batches of one task share the reader: "default" is read by u2 (u0 has no account, so it is
+    # not read for u0), then only named again.
+    rows = pd.concat([*_read_batch(batch.iloc[:4], reader), *_read_batch(batch.iloc[4:], reader)],
+                     ignore_index=True)
+    assert reader.opened == 3  # default, own, missing
+    digest = hashlib.sha256(b"default" * 100).hexdigest()
+    assert rows.content.map(lambda c: c is not None).tolist() == [False, True, True, False, False, False, False]
+    assert rows.content_sha256.tolist() == [None, hashlib.sha256(b"own" * 100).hexdigest(), digest, None,
+                                            digest, None, digest]
+    assert rows.read_status.tolist() == [None, None, None, "read_error", None, "read_error", None]
+    assert rows.read_error[3] == rows.read_error[5] == "file could not be read: No such file or directory"
+    # The cache is bounded: with room for one file, alternating names are read every time.
+    small = TaskReader(max_length=10_000, max_files=1)
+    for key in keys[1:5]:
+        small.read(f"file:{tmp_path / key}.png")
+    assert small.opened == 4
 
 
 def test_local_manifest_is_examined_by_the_executors_not_by_listing_folders(
