@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SPARK_CONF := $(VENV)/.spark-conf
 SPARK_SUBMIT := $(VENV)/bin/spark-submit
 WORK := work
 DEMO := $(WORK)/demo
@@ -20,19 +21,26 @@ $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
-	# Let every Spark command from .venv/bin (spark-submit, spark-sql, pyspark) work without any
-	# environment: read the project's settings, find Spark and run Python workers with this venv.
-	conf=$$($(PY) -c 'import pyspark, os; print(os.path.join(os.path.dirname(pyspark.__file__), "conf"))'); \
-	mkdir -p $$conf && ln -sf $(CURDIR)/spark-defaults.conf $$conf/spark-defaults.conf && \
-	ln -sf $(CURDIR)/log4j2.properties $$conf/log4j2.properties && \
-	printf 'export PYSPARK_PYTHON="$${PYSPARK_PYTHON:-%s}"\nexport PYSPARK_DRIVER_PYTHON="$${PYSPARK_DRIVER_PYTHON:-%s}"\n' \
-		$(CURDIR)/$(PY) $(CURDIR)/$(PY) > $$conf/spark-env.sh && \
+	# find-spark-home is what spark-submit, spark-sql and pyspark in .venv/bin run first.
 	sed -i 's|PYSPARK_PYTHON:-"python3"|PYSPARK_PYTHON:-"$(CURDIR)/$(PY)"|' $(VENV)/bin/find-spark-home
 	touch $(STAMP)
 
-venv: $(STAMP)
+# Let every Spark command from .venv/bin (spark-submit, spark-sql, pyspark) work without any environment,
+# from any directory: Spark's own conf/ gets the project's settings with work/ made absolute (so an
+# analyst's spark-sql opened elsewhere finds the same metastore and warehouse), its log settings, and
+# Python workers that run with this venv. Remade whenever spark-defaults.conf changes.
+$(SPARK_CONF): $(STAMP) spark-defaults.conf log4j2.properties Makefile
+	conf=$$($(PY) -c 'import pyspark, os; print(os.path.join(os.path.dirname(pyspark.__file__), "conf"))'); \
+	mkdir -p $$conf && rm -f $$conf/spark-defaults.conf && \
+	sed -E '/^[[:space:]]*[#]/!s#([[:space:]=])work(/|[[:space:]]|$$)#\1$(CURDIR)/work\2#g' spark-defaults.conf > $$conf/spark-defaults.conf && \
+	ln -sf $(CURDIR)/log4j2.properties $$conf/log4j2.properties && \
+	printf 'export PYSPARK_PYTHON="$${PYSPARK_PYTHON:-%s}"\nexport PYSPARK_DRIVER_PYTHON="$${PYSPARK_DRIVER_PYTHON:-%s}"\n' \
+		$(CURDIR)/$(PY) $(CURDIR)/$(PY) > $$conf/spark-env.sh
+	touch $(SPARK_CONF)
 
-$(DEMO)/manifest.csv: $(STAMP) silse_spark/demo.py silse_spark/variations.py
+venv: $(SPARK_CONF)
+
+$(DEMO)/manifest.csv: $(SPARK_CONF) silse_spark/demo.py silse_spark/variations.py
 	$(PY) -m silse_spark.demo --sources ../shared/data/demo_avatars --output $(DEMO)
 
 demo: $(DEMO)/manifest.csv

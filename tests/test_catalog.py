@@ -110,3 +110,20 @@ def test_busy_metastore_keeps_the_output_and_exits_3(registered: Path, tmp_path:
     assert "admits one Spark process at a time" in done.stdout
     assert (tmp_path / "out" / "clusters" / "run_date=2026-01-01").is_dir()
     assert (tmp_path / "out" / "cluster_summary" / "run_date=2026-01-01").is_dir()
+
+
+def test_installed_spark_settings_find_the_metastore_from_any_directory() -> None:
+    """``make venv`` gives the venv's Spark the project's settings with work/ absolute: an analyst's
+    ``spark-sql`` opened outside the checkout reads the same metastore instead of creating an empty one."""
+    import pyspark
+
+    installed = (Path(pyspark.__file__).parent / "conf" / "spark-defaults.conf").read_text().splitlines()
+    ours = (REPO / "spark-defaults.conf").read_text().splitlines()
+    assert len(installed) == len(ours)
+    changed = {a.split()[0]: a.split(None, 1)[1] for a, b in zip(installed, ours, strict=True) if a != b}
+    work = REPO / "work"
+    assert changed == {
+        "spark.sql.warehouse.dir": f"{work}/warehouse",
+        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={work}/metastore_db;create=true",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={work}",
+    }

@@ -135,7 +135,7 @@ def hash_with_job(
     work
         Folder for the job manifest, its output and its log.
     repo
-        Repository root the job runs from (where ``spark-defaults.conf`` is linked).
+        Repository root the job runs from (whose ``spark-defaults.conf`` ``make venv`` installed).
 
     Raises
     ------
