@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.window import Window
 
 from silse_spark.config import ConfigError, HashJobConfig
 from silse_spark.decode import STATUS_EMPTY, STATUS_READ_ERROR
@@ -92,8 +93,8 @@ def _binary_files(spark: SparkSession, paths: list[str], recursive: bool) -> Dat
     )
 
 
-def _attach_content(listing: DataFrame, content: DataFrame) -> DataFrame:
-    """Left-join read bytes onto the listing by ``_key`` (the path as ``binaryFile`` spells it).
+def _attach_content(listing: DataFrame, content: DataFrame, shared_files: bool = False) -> DataFrame:
+    """Left-join read bytes onto the listing by ``_key`` (the path as ``binaryFile`` spells it): READ_COLUMNS.
 
     Listing rows with no bytes become read errors; the listing's own ``path`` is kept, and its
     ``file_size``/``file_modified`` where it has them (else the scan's).
@@ -101,8 +102,14 @@ def _attach_content(listing: DataFrame, content: DataFrame) -> DataFrame:
     for name, kind in (("file_size", "long"), ("file_modified", "timestamp")):
         if name not in listing.columns:
             listing = listing.withColumn(name, F.lit(None).cast(kind))
-    joined = listing.join(content.withColumnRenamed("path", "_read_path"),
-                          listing["_key"] == F.col("_read_path"), "left")
+    # With ``shared_files`` (a manifest: many rows may name one file, such as a default avatar), a file's
+    # bytes ride on one row only, the first with an account, and its digest on all: they are neither
+    # hashed nor kept on disk once per account. A folder's listing names each file once.
+    first = (F.row_number().over(Window.partitionBy("_key").orderBy(missing_account(), "account_id")) == 1
+             if shared_files else F.lit(True))
+    listing = listing.withColumn("_first", first)
+    content = content.withColumnRenamed("path", "_read_path").withColumn("content_sha256", F.sha2("content", 256))
+    joined = listing.join(content, listing["_key"] == F.col("_read_path"), "left")
     missing = F.col("_read_path").isNull()
     # Spark's file scan skips zero-length files, so a listed empty file has no bytes row.
     empty = missing & (F.col("file_size") == 0)
@@ -112,7 +119,8 @@ def _attach_content(listing: DataFrame, content: DataFrame) -> DataFrame:
     return joined.select(
         "account_id",
         "path",
-        "content",
+        F.when(F.col("_first"), F.col("content")).alias("content"),
+        "content_sha256",
         F.when(empty, F.lit(STATUS_EMPTY)).when(missing, F.lit(STATUS_READ_ERROR)).alias("read_status"),
         error.alias("read_error"),
         F.coalesce("file_size", "length").alias("file_size"),
@@ -417,7 +425,7 @@ def _files_in(spark: SparkSession, directories: list[str]) -> DataFrame:
 def read_manifest(spark: SparkSession, manifest: str) -> DataFrame:
     """Accounts listed in a CSV or Parquet manifest with columns ``account_id``, ``path``."""
     listing, existing = _manifest_listing(spark, manifest)
-    return _attach_content(listing, _files_in(spark, existing))
+    return _attach_content(listing, _files_in(spark, existing), shared_files=True)
 
 
 def max_content_length(spark: SparkSession) -> int:
