@@ -25,6 +25,7 @@ import numpy as np
 
 from silse_spark.codes import hamming_distance, int_from_twin_value, twin_values_from_outputs
 from silse_spark.decode import STATUS_OK, decode_file
+from silse_spark.gallery import DEFAULT_MEMBERS, GalleryError, write_gallery
 from silse_spark.model import ModelIntegrityError, UnknownModelError
 
 DEFAULT_RADIUS = 2
@@ -185,10 +186,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
-    from silse_spark.gallery import GalleryError, write_gallery
-
     try:
-        shown = write_gallery(Path(args.clusters), Path(args.hashes), Path(args.output), args.top)
+        shown = write_gallery(Path(args.clusters), Path(args.hashes), Path(args.output), args.top, args.members)
     except GalleryError as exc:
         raise CliError(str(exc)) from exc
     print(f"wrote {shown} clusters to {args.output}")
@@ -217,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hashes", required=True, help="output directory of jobs/hash_all.py")
     p.add_argument("--output", required=True, help="HTML file to write")
     p.add_argument("--top", type=int, default=50, help="how many of the largest clusters to show")
+    p.add_argument("--members", type=int, default=DEFAULT_MEMBERS,
+                   help="most accounts shown per cluster, one of each code first (default %(default)s)")
     p.set_defaults(func=_cmd_gallery)
     p = sub.add_parser("models", help="list the registered model versions (--model values)")
     p.add_argument("--verify", action="store_true", help="check each weights file against its registered SHA-256")

@@ -13,7 +13,6 @@ import base64
 import html
 import io
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +44,12 @@ def _dates(path: Path, what: str) -> list[str]:
 
 
 def _read(path: Path, run_date: str, what: str, needed: set[str], optional: frozenset[str] | set[str] = frozenset(),
-          accounts: list[str] | None = None) -> pd.DataFrame:
+          keep: tuple[str, list[str]] | None = None) -> pd.DataFrame:
     """Columns ``needed`` (and those of ``optional`` it has) of one partition, streamed from Parquet.
 
-    With ``accounts``, only their rows are kept as the files are scanned, so a night's whole hashes
-    table (billions of rows) is never loaded to show a page of clusters.
+    With ``keep = (column, values)``, only rows whose ``column`` is in ``values`` are kept as the files
+    are scanned, so a night's whole hashes or clusters table (billions of rows) is never loaded to
+    show a page of clusters.
     """
     import pyarrow.dataset as ds
 
@@ -57,9 +57,43 @@ def _read(path: Path, run_date: str, what: str, needed: set[str], optional: froz
     names = set(dataset.schema.names)
     if not needed <= names:
         raise GalleryError(f"{what} {path} lacks columns {sorted(needed - names)}")
-    selected = ds.field("account_id").isin(accounts) if accounts is not None else None
+    selected = ds.field(keep[0]).isin(keep[1]) if keep is not None else None
     table = dataset.to_table(columns=sorted(needed | (optional & names)), filter=selected)
     return table.to_pandas()
+
+
+def _largest_clusters(clusters_dir: Path, run_date: str, top: int) -> list[str]:
+    """Ids of the ``top`` largest clusters (ties by id), from ``cluster_summary`` (one row per cluster)
+    when the cluster job wrote it beside ``clusters``, else by counting the clusters table's rows."""
+    summary = clusters_dir.parent / "cluster_summary"
+    if (summary / f"run_date={run_date}").is_dir():
+        sizes = _read(summary, run_date, "cluster_summary", {"cluster_id", "size"})
+        sizes = sizes.rename(columns={"size": "n"})
+    else:
+        log.info("no cluster_summary for %s beside %s; counting the clusters' rows", run_date, clusters_dir)
+        sizes = _read(clusters_dir, run_date, "--clusters", {"cluster_id"}).value_counts("cluster_id")
+        sizes = sizes.rename("n").reset_index()
+    ranked = sizes.assign(_neg=-sizes["n"]).sort_values(["_neg", "cluster_id"], kind="stable")
+    return [str(c) for c in ranked.cluster_id.iloc[:top]]
+
+
+def _shown(group: pd.DataFrame, mode: str, members: int) -> pd.DataFrame:
+    """At most ``members`` rows of one cluster: one account of each code first (the common code, then the
+    others by distance to it and by how many accounts share them), then the rest by account id."""
+    group = group.sort_values("account_id", kind="stable")
+    counts = group.twin_value.value_counts()
+    firsts = group.drop_duplicates("twin_value").assign(
+        _d=lambda g: [hamming_distance(str(v), mode) for v in g.twin_value],
+        _n=lambda g: -g.twin_value.map(counts),
+    ).sort_values(["_d", "_n", "twin_value"], kind="stable")
+    rest = group.drop(index=firsts.index)
+    return pd.concat([firsts.drop(columns=["_d", "_n"]), rest]).iloc[:members]
+
+
+def _mode(codes: pd.Series) -> str:
+    """The most common code (ties: the smallest)."""
+    counts = codes.value_counts()
+    return str(min(counts.index[counts == counts.max()]))
 
 
 def thumbnail_data_uri(path: str | None) -> str | None:
@@ -82,10 +116,23 @@ def thumbnail_data_uri(path: str | None) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def load_clusters(clusters_dir: Path, hashes_dir: Path, top: int) -> list[dict[str, Any]]:
-    """The ``top`` largest clusters of the latest run, members joined to their image paths."""
+DEFAULT_MEMBERS = 40
+"""Members shown per cluster: a campaign of a million accounts is one row of the page, not a million
+thumbnails (a 20,000-account cluster took 56 s and made a 99 MB page before this bound; 2026-12-03)."""
+
+
+def load_clusters(clusters_dir: Path, hashes_dir: Path, top: int, members: int = DEFAULT_MEMBERS) -> list[dict[str, Any]]:
+    """The ``top`` largest clusters of the latest run, up to ``members`` of each joined to their image paths.
+
+    Only those clusters' rows are read from the clusters table, and only their shown accounts' rows from
+    the hashes table of the same night.
+    """
+    if top < 1 or members < 1:
+        raise GalleryError(f"--top and --members must be at least 1 (got {top} and {members})")
     run_date = _dates(clusters_dir, "--clusters")[-1]
-    clusters = _read(clusters_dir, run_date, "--clusters", {"cluster_id", "account_id", "twin_value"}, {"method"})
+    largest = _largest_clusters(clusters_dir, run_date, top)
+    clusters = _read(clusters_dir, run_date, "--clusters", {"cluster_id", "account_id", "twin_value"}, {"method"},
+                     keep=("cluster_id", largest))
     if clusters.empty:
         raise GalleryError(f"--clusters {clusters_dir}: the latest partition holds no clusters")
     hash_dates = _dates(hashes_dir, "--hashes")
@@ -93,33 +140,31 @@ def load_clusters(clusters_dir: Path, hashes_dir: Path, top: int) -> list[dict[s
     if hash_date != run_date:
         log.warning("--hashes %s has no run_date=%s (the clusters' date); using its latest, %s",
                     hashes_dir, run_date, hash_date)
-    sizes = clusters.groupby("cluster_id").size().sort_values(ascending=False, kind="stable")
-    clusters = clusters[clusters.cluster_id.isin(set(sizes.index[:top]))]
-    paths = _read(hashes_dir, hash_date, "--hashes", {"account_id", "path"}, accounts=sorted(set(clusters.account_id)))
-    members = clusters.merge(paths[["account_id", "path"]].drop_duplicates("account_id"), on="account_id",
-                             how="left")
+    picked = []
+    for cluster_id, group in clusters.groupby("cluster_id", sort=False):
+        mode = _mode(group.twin_value)
+        picked.append((str(cluster_id), group, mode, _shown(group, mode, members)))
+    shown_accounts = sorted({a for *_, shown in picked for a in shown.account_id})
+    paths = _read(hashes_dir, hash_date, "--hashes", {"account_id", "path"}, keep=("account_id", shown_accounts))
+    path_of = dict(zip(paths.account_id, paths.path, strict=True))  # an account listed twice: one path
+    thumbnails: dict[str | None, str | None] = {}  # many accounts often share one file (a default avatar)
+    by_id = {p[0]: p for p in picked}
     out = []
-    for cluster_id in sizes.index[:top]:
-        group = members[members.cluster_id == cluster_id].sort_values("account_id")
-        mode = Counter(group.twin_value).most_common(1)[0][0]
+    for cluster_id in largest:
+        if cluster_id not in by_id:
+            continue
+        _, group, mode, shown = by_id[cluster_id]
         methods = sorted(set(group["method"])) if "method" in group else []
-        out.append(
-            {
-                "cluster_id": str(cluster_id),
-                "size": len(group),
-                "codes": int(group.twin_value.nunique()),
-                "methods": methods,
-                "members": [
-                    {
-                        "account_id": str(row.account_id),
-                        "twin_value": str(row.twin_value),
-                        "distance": hamming_distance(str(row.twin_value), mode),
-                        "image": thumbnail_data_uri(row.path if isinstance(row.path, str) else None),
-                    }
-                    for row in group.itertuples()
-                ],
-            }
-        )
+        cards = []
+        for row in shown.itertuples():
+            path = path_of.get(row.account_id)
+            path = path if isinstance(path, str) else None
+            if path not in thumbnails:
+                thumbnails[path] = thumbnail_data_uri(path)
+            cards.append({"account_id": str(row.account_id), "twin_value": str(row.twin_value),
+                          "distance": hamming_distance(str(row.twin_value), mode), "image": thumbnails[path]})
+        out.append({"cluster_id": cluster_id, "size": len(group), "codes": int(group.twin_value.nunique()),
+                    "methods": methods, "members": cards})
     return out
 
 
@@ -133,6 +178,9 @@ def render_gallery(clusters: list[dict[str, Any]], title: str = "silse clusters"
                    else '<div class="noimg">no image</div>')
             cards += (f'<figure class="m">{img}<figcaption>{html.escape(m["account_id"])}<br>'
                       f'<code>{m["twin_value"]}</code> d={m["distance"]}</figcaption></figure>')
+        if len(c["members"]) < c["size"]:
+            cards += (f'<p class="more">showing {len(c["members"])} of {c["size"]} accounts: one of each code '
+                      "first, then by account id</p>")
         rows.append(
             f'<tr class="cluster" data-size="{c["size"]}"><td>{html.escape(c["cluster_id"])}</td>'
             f'<td>{c["size"]}</td><td>{c["codes"]}</td><td>{html.escape(", ".join(c["methods"]))}</td>'
@@ -172,9 +220,10 @@ document.querySelectorAll('#clusters th').forEach((th, col) => th.addEventListen
 """
 
 
-def write_gallery(clusters_dir: Path, hashes_dir: Path, output: Path, top: int = 50) -> int:
+def write_gallery(clusters_dir: Path, hashes_dir: Path, output: Path, top: int = 50,
+                  members: int = DEFAULT_MEMBERS) -> int:
     """Write the gallery page; returns the number of clusters shown."""
-    clusters = load_clusters(clusters_dir, hashes_dir, top)
+    clusters = load_clusters(clusters_dir, hashes_dir, top, members)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render_gallery(clusters), encoding="utf-8")
     log.info("wrote %d clusters to %s", len(clusters), output)

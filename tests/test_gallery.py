@@ -89,3 +89,39 @@ def test_gallery_reads_the_clusters_date_and_only_their_accounts(tmp_path: Path,
         clusters / "run_date=2026-01-01" / "part-0.parquet")
     with pytest.raises(GalleryError, match=r"lacks columns \['twin_value'\]"):
         write_gallery(clusters, hashes, page)
+
+
+def test_gallery_shows_a_bounded_sample_of_a_large_cluster(tmp_path: Path, demo_avatar_paths: list[Path]) -> None:
+    """A campaign of many accounts is one row with --members thumbnails, each of its codes shown first; the
+    largest clusters come from cluster_summary when the cluster job wrote it, else from counting rows."""
+    big = [(f"u{i:03d}", "cccccccccccc" if i % 10 else "cccccccccccd" if i % 20 else "ccccccccccc0") for i in range(200)]
+    rows = big + [(f"s{i}", "dddddddddddd") for i in range(3)] + [(f"t{i}", "eeeeeeeeeeee") for i in range(3)]
+    ids = ["big"] * 200 + ["s"] * 3 + ["t"] * 3
+    part = "run_date=2026-01-01"
+    for name, frame in (
+        ("clusters", pd.DataFrame({"cluster_id": ids, "account_id": [a for a, _ in rows],
+                                   "twin_value": [v for _, v in rows], "method": "exact"})),
+        # every account on one of two files: a thumbnail is made once per file
+        ("hashes", pd.DataFrame({"account_id": [a for a, _ in rows],
+                                 "path": [str(demo_avatar_paths[i % 2]) for i in range(len(rows))]})),
+    ):
+        (tmp_path / name / part).mkdir(parents=True)
+        frame.to_parquet(tmp_path / name / part / "part-0.parquet")
+    page = tmp_path / "g.html"
+    assert write_gallery(tmp_path / "clusters", tmp_path / "hashes", page, top=2, members=5) == 2
+    text = page.read_text()
+    assert text.count("<figure") == 8 and "showing 5 of 200 accounts" in text and "showing 3 of" not in text
+    first_row = text.split('<tr class="cluster"')[1]
+    assert ">big<" in first_row and ">t<" not in text  # ties of size 3: the smaller id
+    # the common code, then the others by distance: c0 is 2 bits from cccccccccccc, cd 1 bit
+    shown = re.findall(r"<figcaption>(\w+)<br><code>(\w+)</code> d=(\d)", first_row)
+    assert shown == [("u001", "cccccccccccc", "0"), ("u010", "cccccccccccd", "1"), ("u000", "ccccccccccc0", "2"),
+                     ("u002", "cccccccccccc", "0"), ("u003", "cccccccccccc", "0")]
+    # cluster_summary beside clusters ranks the clusters (here it says t is larger than s)
+    summary = tmp_path / "cluster_summary" / part
+    summary.mkdir(parents=True)
+    pd.DataFrame({"cluster_id": ["big", "s", "t"], "size": [200, 3, 4]}).to_parquet(summary / "part-0.parquet")
+    assert write_gallery(tmp_path / "clusters", tmp_path / "hashes", page, top=2, members=5) == 2
+    assert ">t<" in page.read_text() and ">s<" not in page.read_text()
+    with pytest.raises(GalleryError, match="--top and --members must be at least 1"):
+        write_gallery(tmp_path / "clusters", tmp_path / "hashes", page, members=0)
