@@ -88,14 +88,33 @@ def _one_code(path: str, model_version: str | None) -> str:
     return code
 
 
+def _match_partition(hashes_dir: str, run_date: str | None) -> tuple[Path, str]:
+    """The folder of the night to search (``run_date``, default the latest) and its date."""
+    root = Path(hashes_dir)
+    if not root.is_dir():
+        raise CliError(f"--hashes {hashes_dir} is not a directory; pass the output of jobs/hash_all.py")
+    dates = sorted(p.name.split("=", 1)[1] for p in root.iterdir() if p.is_dir() and p.name.startswith("run_date="))
+    if not dates:
+        raise CliError(f"--hashes {hashes_dir} has no run_date=... partitions; pass the output of jobs/hash_all.py")
+    if run_date is None:
+        return root / f"run_date={dates[-1]}", dates[-1]
+    if run_date not in dates:
+        raise CliError(f"--hashes {hashes_dir} has no run_date={run_date}; it has {len(dates)} nights, "
+                       f"{dates[0]} to {dates[-1]}")
+    return root / f"run_date={run_date}", run_date
+
+
 def match_accounts(
     code: str, hashes_dir: str, radius: int = DEFAULT_RADIUS, model_version: str | None = None,
+    run_date: str | None = None,
 ) -> tuple[list[tuple[str, str, int, str]], dict[str, int]]:
-    """Accounts in a hash_all output whose code lies within ``radius`` of ``code``.
+    """Accounts of one night of a hash_all output whose code lies within ``radius`` of ``code``.
 
-    Streams the Parquet files batch by batch (no Spark needed), comparing ``twin_bits``. Codes of
-    different model versions are not comparable, so only rows of ``model_version`` (the version that
-    hashed ``code``; the default when ``None``) are compared, where the output records versions.
+    Only the ``run_date`` partition is read (default: the latest night; each night lists every account
+    again, so searching them all repeated each account once per night). Streams its Parquet files batch
+    by batch (no Spark needed), comparing ``twin_bits``. Codes of different model versions are not
+    comparable, so only rows of ``model_version`` (the version that hashed ``code``; the default when
+    ``None``) are compared, where the output records versions.
 
     Returns
     -------
@@ -108,9 +127,8 @@ def match_accounts(
 
     from silse_spark.model import get_model_spec
 
-    if not Path(hashes_dir).is_dir():
-        raise CliError(f"--hashes {hashes_dir} is not a directory; pass the output of jobs/hash_all.py")
-    dataset = ds.dataset(hashes_dir, format="parquet", partitioning="hive")
+    folder, night = _match_partition(hashes_dir, run_date)
+    dataset = ds.dataset(folder, format="parquet")
     missing = {"account_id", "twin_value", "twin_bits", "status"} - set(dataset.schema.names)
     if missing:
         raise CliError(f"{hashes_dir} is not a hash_all output: columns {sorted(missing)} are missing")
@@ -119,7 +137,7 @@ def match_accounts(
     found: list[tuple[str, str, int, str]] = []
     skipped: dict[str, int] = {}
     names = dataset.schema.names
-    columns = ["account_id", "twin_value", "twin_bits"] + [c for c in ("run_date", "model_version") if c in names]
+    columns = ["account_id", "twin_value", "twin_bits"] + [c for c in ("model_version",) if c in names]
     for batch in dataset.to_batches(columns=columns, filter=pc.field("status") == "ok"):
         bits = batch.column("twin_bits").to_numpy(zero_copy_only=False).astype(np.uint64)
         comparable = np.ones(len(bits), dtype=bool)
@@ -130,9 +148,8 @@ def match_accounts(
                 skipped[str(other)] = skipped.get(str(other), 0) + int(count)
         distance = np.bitwise_count(bits ^ query)
         for i in np.flatnonzero((distance <= radius) & comparable):
-            run_date = str(batch.column("run_date")[i]) if "run_date" in columns else ""
             found.append((str(batch.column("account_id")[i]), str(batch.column("twin_value")[i]),
-                          int(distance[i]), run_date))
+                          int(distance[i]), night))
     return sorted(found, key=lambda row: (row[2], row[0])), skipped
 
 
@@ -153,9 +170,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_match(args: argparse.Namespace) -> int:
+    night = _match_partition(args.hashes, args.run_date)[1]  # a wrong folder or date fails before the model loads
     code = _one_code(args.image, args.model)
-    rows, skipped = match_accounts(code, args.hashes, args.radius, args.model)
-    print(f"{args.image}\t{code}\t{len(rows)} accounts within distance {args.radius}")
+    rows, skipped = match_accounts(code, args.hashes, args.radius, args.model, night)
+    print(f"{args.image}\t{code}\t{len(rows)} accounts within distance {args.radius} on {night}")
     if skipped:
         print(f"silse: note: {sum(skipped.values())} rows hashed by other model versions were not compared "
               f"({', '.join(f'{v}: {n}' for v, n in sorted(skipped.items()))}); codes of different versions "
@@ -210,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     p.add_argument("--hashes", required=True, help="output directory of jobs/hash_all.py")
     p.add_argument("--radius", type=int, default=DEFAULT_RADIUS)
+    p.add_argument("--run-date", default=None, help="the night to search, YYYY-MM-DD (default: the latest)")
     p.set_defaults(func=_cmd_match)
     p = sub.add_parser("gallery", help="write a self-contained HTML page of the largest clusters")
     p.add_argument("--clusters", required=True, help="clusters output directory of jobs/detect_clusters.py")

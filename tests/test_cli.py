@@ -69,14 +69,27 @@ def test_match_finds_accounts_within_radius(standin_models: Path, tmp_path: Path
             "model_version": [default] * 5 + ["silse-old"],
         }
     ).to_parquet(part / "part-0.parquet")
+    # An earlier night lists the accounts again (and one more): only the latest night is searched by default.
+    earlier = tmp_path / "hashes" / "run_date=2025-12-31"
+    earlier.mkdir()
+    pd.concat([pd.read_parquet(part / "part-0.parquet"),
+               pd.DataFrame({"account_id": ["gone"], "twin_value": [code], "twin_bits": pd.array([base], dtype="Int64"),
+                             "status": ["ok"], "model_version": [default]})]).to_parquet(earlier / "part-0.parquet")
     assert cli.main(["match", str(IMAGES / "rgb.png"), "--hashes", str(tmp_path / "hashes")]) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert "1 rows hashed by other model versions were not compared (silse-old: 1)" in captured.err
-    assert "3 accounts within distance 2" in lines[0]
-    assert [line.split("\t")[:3] for line in lines[1:]] == [
-        ["same", code, "0"], ["one", twin_value_from_int(base ^ 1), "1"], ["two", twin_value_from_int(base ^ 0b11000), "2"]
+    assert "3 accounts within distance 2 on 2026-01-01" in lines[0]
+    assert [line.split("\t") for line in lines[1:]] == [
+        ["same", code, "0", "2026-01-01"], ["one", twin_value_from_int(base ^ 1), "1", "2026-01-01"],
+        ["two", twin_value_from_int(base ^ 0b11000), "2", "2026-01-01"]
     ]
+    assert cli.main(["match", str(IMAGES / "rgb.png"), "--hashes", str(tmp_path / "hashes"),
+                     "--run-date", "2025-12-31"]) == 0
+    assert "4 accounts within distance 2 on 2025-12-31" in capsys.readouterr().out
+    assert cli.main(["match", str(IMAGES / "rgb.png"), "--hashes", str(tmp_path / "hashes"),
+                     "--run-date", "2026-02-01"]) == 2
+    assert "has no run_date=2026-02-01; it has 2 nights, 2025-12-31 to 2026-01-01" in capsys.readouterr().err
 
 
 def test_clear_errors(standin_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
