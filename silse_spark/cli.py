@@ -2,7 +2,7 @@
 
     silse hash IMAGE...                 print each path with its twin value
     silse compare A B [--radius R]      both codes, their Hamming distance and the verdict
-    silse match IMAGE --hashes DIR      accounts whose code is within --radius (default 2)
+    silse match IMAGE --hashes DIR      accounts of the latest night (or --run-date) within --radius (default 2)
     silse gallery --clusters DIR --hashes DIR --output report.html
                                         a self-contained HTML page of the largest clusters
     silse models [--verify]             the registered model versions (``--model`` values), the
