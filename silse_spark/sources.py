@@ -378,17 +378,27 @@ def _require_columns(df: DataFrame, required: dict[str, tuple[type, ...]], what:
                 f"Expected columns {sorted(required)}"
             )
         if not isinstance(fields[name], types):
+            expected = " or ".join(t.typeName() for t in types)
             raise ConfigError(
-                f"{what} {path!r}: column {name!r} is {fields[name].simpleString()}, expected "
-                f"{' or '.join(t.__name__.replace('Type', '').lower() for t in types)}"
+                f"{what} {path!r}: column {name!r} is {fields[name].simpleString()}, expected {expected}; "
+                f"write the column as {expected} (for example with CAST({name} AS {types[0].typeName()}))"
             )
+
+
+ACCOUNT_ID_TYPES = (T.StringType, T.LongType, T.IntegerType, T.ShortType, T.ByteType)
+"""Types an input's ``account_id`` may have: integer ids (as upload databases keep them) are read as their
+decimal text, so the output's ``account_id`` is always a string."""
+
+
+def _account_id() -> Column:
+    return F.col("account_id").cast("string").alias("account_id")
 
 
 def _manifest_rows(spark: SparkSession, manifest: str) -> DataFrame:
     """The manifest's ``account_id``, ``path`` and ``_key`` (the path as ``binaryFile`` reports it)."""
     table = _read_table(spark, manifest, "--manifest")
-    _require_columns(table, {"account_id": (T.StringType,), "path": (T.StringType,)}, "--manifest", manifest)
-    return table.select("account_id", "path", normalise_path(F.col("path")).alias("_key"))
+    _require_columns(table, {"account_id": ACCOUNT_ID_TYPES, "path": (T.StringType,)}, "--manifest", manifest)
+    return table.select(_account_id(), "path", normalise_path(F.col("path")).alias("_key"))
 
 
 def _manifest_listing(
@@ -437,7 +447,7 @@ def read_avatar_table(spark: SparkSession, table_path: str) -> DataFrame:
     """Accounts from a Parquet table with ``account_id`` and binary ``content`` (``path`` optional)."""
     table = _read_table(spark, table_path, "--avatar-table")
     _require_columns(
-        table, {"account_id": (T.StringType,), "content": (T.BinaryType,)}, "--avatar-table", table_path
+        table, {"account_id": ACCOUNT_ID_TYPES, "content": (T.BinaryType,)}, "--avatar-table", table_path
     )
     path = F.col("path").cast("string") if "path" in table.columns else F.lit(None).cast("string")
     # The same byte limit as for files, so an oversized blob never enters the shuffle or a Python worker.
@@ -450,7 +460,7 @@ def read_avatar_table(spark: SparkSession, table_path: str) -> DataFrame:
             f"content is %d bytes, larger than {MAX_LENGTH_CONF} ({max_length} bytes): not read", size))
     )
     return table.select(
-        F.col("account_id"),
+        _account_id(),
         path.alias("path"),
         F.when(~oversized, F.col("content")).alias("content"),
         F.when(problem.isNotNull(), F.lit(STATUS_READ_ERROR)).alias("read_status"),

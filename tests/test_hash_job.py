@@ -168,12 +168,34 @@ def test_avatar_table_input(spark, demo_avatar_paths: list[Path], tmp_path: Path
     assert rows.path.isna().all()
 
 
+def test_integer_account_ids_are_read_as_text(spark, demo_avatar_paths: list[Path], tmp_path: Path) -> None:  # noqa: ANN001
+    """Upload databases keep account ids as integers: a Parquet manifest or avatar table of them is accepted."""
+    pd.DataFrame({"account_id": pd.array([7, 123456789012, None], dtype="Int64"),
+                  "path": [str(p) for p in demo_avatar_paths[:3]]}).to_parquet(tmp_path / "m.parquet")
+    pd.DataFrame({"account_id": pd.array([8, 9], dtype="int32"),
+                  "content": [p.read_bytes() for p in demo_avatar_paths[:2]]}).to_parquet(tmp_path / "t.parquet")
+    run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.parquet"), str(tmp_path / "o"),
+                                      run_date="2026-01-01"))
+    run_hash_job(spark, HashJobConfig("avatar_table", str(tmp_path / "t.parquet"), str(tmp_path / "o"),
+                                      run_date="2026-01-02"))
+    manifest = read_partition(spark, tmp_path / "o", "2026-01-01")
+    assert manifest.account_id.tolist()[:2] == ["123456789012", "7"] and manifest.account_id.isna().iloc[2]
+    assert manifest.status.tolist() == ["ok", "ok", "no_account_id"]
+    table = read_partition(spark, tmp_path / "o", "2026-01-02")
+    assert table.account_id.tolist() == ["8", "9"] and (table.status == "ok").all()
+    assert table.twin_value.tolist() == manifest.twin_value.tolist()[:2][::-1]
+
+
 def test_bad_configuration_fails_before_work(spark, tmp_path: Path) -> None:  # noqa: ANN001
     pd.DataFrame({"user": ["x"], "file": ["y"]}).to_csv(tmp_path / "m.csv", index=False)
     with pytest.raises(ConfigError, match="no column 'account_id'"):
         run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o")))
     with pytest.raises(ConfigError, match="does not exist"):
         run_hash_job(spark, HashJobConfig("avatars", str(tmp_path / "nope"), str(tmp_path / "o")))
+    pd.DataFrame({"account_id": [1.5], "path": ["y"]}).to_parquet(tmp_path / "m.parquet")
+    with pytest.raises(ConfigError, match=r"'account_id' is double, expected string or long or integer or short or "
+                                          r"byte; write the column as .* \(for example with CAST\(account_id AS string\)\)"):
+        run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.parquet"), str(tmp_path / "o")))
     with pytest.raises(UnknownModelError, match="unknown model version"):
         run_hash_job(spark, HashJobConfig("avatars", str(tmp_path), str(tmp_path / "o"), model_version="v999"))
     with pytest.raises(ConfigError, match="YYYY-MM-DD"):
