@@ -369,7 +369,7 @@ def check_input_has_rows(spark: SparkSession, config: HashJobConfig) -> None:
         raise ConfigError(f"{flag} {config.input_path!r} has no rows; pass a file listing the accounts to hash")
 
 
-def _require_columns(df: DataFrame, required: dict[str, tuple[type, ...]], what: str, path: str) -> None:
+def _require_columns(df: DataFrame, required: dict[str, tuple[type[T.DataType], ...]], what: str, path: str) -> None:
     fields = {f.name: f.dataType for f in df.schema.fields}
     for name, types in required.items():
         if name not in fields:
