@@ -5,7 +5,7 @@ Usage::
     spark-submit jobs/detect_clusters.py --hashes DIR --output DIR [--run-date YYYY-MM-DD]
         [--prefix-length K] [--radius R]
         [--radius-links densest|all] [--min-accounts N] [--allowlist FILE]
-        [--low-info-bits B] [--database NAME | --no-register]
+        [--low-info-bits B] [--keep-days D] [--database NAME | --no-register]
 
 Reads one run_date of jobs/hash_all.py's output (the latest unless --run-date),
 writes OUTPUT/clusters and OUTPUT/cluster_summary partitioned by run_date
@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="text file of twin values (one a line, # comments) that never form a cluster")
     parser.add_argument("--low-info-bits", type=int, default=DEFAULT_LOW_INFO_BITS, metavar="B",
                         help="codes with <= B ones or <= B zeros link only by exact, -1 = off (default: %(default)s)")
+    parser.add_argument("--keep-days", type=int, default=None, metavar="D",
+                        help="after writing, delete the nights of clusters/ and cluster_summary/ more than D days "
+                        "older than the night clustered (default: keep every night)")
     catalog = parser.add_mutually_exclusive_group()
     catalog.add_argument("--database", default="silse", metavar="NAME",
                          help="metastore database for the tables (default: %(default)s)")
@@ -75,6 +78,7 @@ def config_from_args(args: argparse.Namespace) -> ClusterJobConfig:
         hashes=args.hashes, output=args.output, run_date=args.run_date, prefix_length=args.prefix_length,
         radius=args.radius, radius_links=args.radius_links, min_accounts=args.min_accounts, allowlist=allowlist,
         low_info_bits=args.low_info_bits, database=None if args.no_register else args.database,
+        keep_days=args.keep_days,
     )
 
 

@@ -3,7 +3,7 @@
 Usage::
 
     spark-submit jobs/hash_all.py --avatars DIR --output DIR [--run-date YYYY-MM-DD]
-        [--model VERSION] [--previous DIR [--reread-all]]
+        [--model VERSION] [--previous DIR [--reread-all]] [--keep-days D]
     spark-submit jobs/hash_all.py --manifest accounts.csv --output DIR
     spark-submit jobs/hash_all.py --avatar-table avatars.parquet --output DIR
 
@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default: %(default)s); others get status unsupported_format")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                         help="largest width x height decoded (default: %(default)s); larger images get too_large")
+    parser.add_argument("--keep-days", type=int, default=None, metavar="D",
+                        help="after writing, delete --output's nights more than D days older than --run-date "
+                        "(default: keep every night; each night holds every account again)")
     return parser.parse_args(argv)
 
 
@@ -62,7 +65,7 @@ def config_from_args(args: argparse.Namespace) -> HashJobConfig:
     formats = frozenset(f.strip().upper() for f in args.allowed_formats.split(",") if f.strip())
     return HashJobConfig(kind, path, args.output, run_date=args.run_date, model_version=args.model,
                          previous=args.previous, allowed_formats=formats, max_pixels=args.max_pixels,
-                         reuse_unchanged_files=not args.reread_all)
+                         reuse_unchanged_files=not args.reread_all, keep_days=args.keep_days)
 
 
 def main(argv: list[str] | None = None) -> int:

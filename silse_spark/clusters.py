@@ -56,7 +56,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from silse_spark.codes import CODE_BITS, CODE_HEX_LENGTH, InvalidTwinValueError, validate_twin_value
-from silse_spark.config import ConfigError, require_hash_columns, validate_run_date
+from silse_spark.config import (
+    ConfigError,
+    pruned_dates,
+    require_hash_columns,
+    validate_keep_days,
+    validate_run_date,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -110,6 +116,9 @@ class ClusterJobConfig:
         low-information: linked only by ``exact``. -1 turns the flag off.
     database
         Hive metastore database to register the tables in; ``None`` skips it.
+    keep_days
+        After writing, delete the nights of ``clusters`` and ``cluster_summary`` more than this many days
+        older than the night clustered; ``None`` keeps every night.
 
     Examples
     --------
@@ -132,10 +141,12 @@ class ClusterJobConfig:
     low_info_bits: int = DEFAULT_LOW_INFO_BITS
     database: str | None = "silse"
     max_iterations: int = DEFAULT_MAX_ITERATIONS
+    keep_days: int | None = None
 
     def __post_init__(self) -> None:
         if not self.hashes:
             raise ConfigError("no --hashes given; pass the output directory of jobs/hash_all.py")
+        validate_keep_days(self.keep_days)
         if not self.output:
             raise ConfigError("no --output given; pass the directory to write clusters/ and cluster_summary/ to")
         if self.run_date is not None:
@@ -873,6 +884,8 @@ class ClusterJobSummary:
     largest: list[tuple[str, int, int, str, str]] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     registration_error: str | None = None
+    pruned: list[str] | None = None
+    """Nights deleted from clusters and cluster_summary by ``--keep-days``; ``None`` without it."""
 
     @property
     def exit_code(self) -> int:
@@ -898,6 +911,8 @@ class ClusterJobSummary:
             f"{self.inherited_ids} ids kept from {self.previous_run_date or 'no previous run'})",
             f"wall time            {self.seconds:.1f} s",
         ]
+        if self.pruned is not None:
+            lines.append(f"nights deleted       {len(self.pruned)}{pruned_dates(self.pruned)}")
         if self.tables:
             lines.append(f"tables               {', '.join(self.tables)}")
         if self.registration_error:
@@ -935,7 +950,7 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
     import time
 
     F = _F()
-    from silse_spark.sources import check_output_directory, partition_dates, read_partition
+    from silse_spark.sources import check_output_directory, partition_dates, prune_partitions, read_partition
 
     started = time.monotonic()
     check_separate_from_hashes(spark, config)
@@ -993,6 +1008,10 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
         run_date,
     )
     write_partition(cluster_summary, config.summary_path, run_date)
+    if config.keep_days is not None:  # before registering, so the tables list only the nights kept
+        pruned = {d for path in (config.clusters_path, config.summary_path)
+                  for d in prune_partitions(spark, path, run_date, config.keep_days)}
+        summary.pruned = sorted(pruned)
     if config.database:
         from silse_spark.catalog import MetastoreError, register_tables
 

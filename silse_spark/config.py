@@ -45,6 +45,9 @@ class HashJobConfig:
     turn it off (``--reread-all``) when files may be rewritten in place with
     the same size and an unchanged modification time.
 
+    With ``keep_days``, ``run_date`` partitions of ``output`` more than that
+    many days older than ``run_date`` are deleted after the night is written.
+
     Examples
     --------
     >>> HashJobConfig("avatars", "/data/avatars", "/out", run_date="2026-01-01").run_date
@@ -61,6 +64,7 @@ class HashJobConfig:
     allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS
     batch_size: int = 64
     reuse_unchanged_files: bool = True
+    keep_days: int | None = None
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:
@@ -70,6 +74,7 @@ class HashJobConfig:
         if not self.output:
             raise ConfigError("no --output given; pass the directory to write the Parquet table to")
         validate_run_date(self.run_date)
+        validate_keep_days(self.keep_days)
         if self.max_pixels < 1:
             raise ConfigError(f"max_pixels must be a positive pixel count, got {self.max_pixels}")
         if self.batch_size < 1:
@@ -84,6 +89,27 @@ class HashJobConfig:
             raise ConfigError(
                 f"unknown image format(s) {unknown} in allowed formats; Pillow can open {sorted(Image.OPEN)}"
             )
+
+
+def validate_keep_days(value: int | None) -> int | None:
+    """Return ``value`` if it is ``None`` (keep every night) or a whole number of days >= 1, else raise.
+
+    >>> validate_keep_days(30)
+    30
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"--keep-days {value!r} is not a number of days >= 1; omit it to keep every night, "
+                          "or pass e.g. 30 to delete nights more than 30 days older than --run-date")
+    return value
+
+
+def pruned_dates(dates: list[str]) -> str:
+    """The summaries' note on deleted nights.
+
+    >>> pruned_dates(["2025-11-01", "2025-11-02", "2025-11-03"]), pruned_dates([])
+    (' (2025-11-01 to 2025-11-03, --keep-days)', '')
+    """
+    return f" ({dates[0]}{f' to {dates[-1]}' if len(dates) > 1 else ''}, --keep-days)" if dates else ""
 
 
 def require_hash_columns(columns: list[str], required: list[str], flag: str, directory: str) -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from silse_spark.config import ConfigError, HashJobConfig, require_hash_columns
+from silse_spark.config import ConfigError, HashJobConfig, pruned_dates, require_hash_columns
 from silse_spark.hashing import OUTPUT_COLUMNS, REUSED_COLUMNS, hash_accounts, split_unchanged_files
 from silse_spark.model import get_model_spec, verify_weights
 from silse_spark.sources import (
@@ -42,6 +42,7 @@ from silse_spark.sources import (
     check_input_has_rows,
     check_output_directory,
     partition_dates,
+    prune_partitions,
     read_accounts,
     read_listing,
     read_local_contents,
@@ -65,6 +66,8 @@ class HashJobSummary:
     seconds: float = 0.0
     files_read: int | None = None
     """Files opened by the Python reader; ``None`` where it did not run (Spark reader, avatar table)."""
+    pruned: list[str] | None = None
+    """Nights deleted by ``--keep-days``; ``None`` without it."""
 
     @property
     def images_per_second(self) -> float:
@@ -77,6 +80,7 @@ class HashJobSummary:
             f"accounts        {self.rows}",
             f"distinct images {self.distinct_contents} ({self.inferred} inferred, {self.reused} reused)",
             *([f"files read      {self.files_read}"] if self.files_read is not None else []),
+            *([f"nights deleted  {len(self.pruned)}{pruned_dates(self.pruned)}"] if self.pruned is not None else []),
             f"wall time       {self.seconds:.1f} s ({self.images_per_second:.1f} inferred images/s)",
             "status counts:",
         ]
@@ -141,6 +145,8 @@ def run_hash_job(spark: SparkSession, config: HashJobConfig) -> HashJobSummary:
     seconds = time.monotonic() - started
     summary = summarise(spark, config.output, config.run_date, model_version, hashed_at, seconds)
     summary.files_read = counter.files
+    if config.keep_days is not None:  # only once the night is written and read back
+        summary.pruned = prune_partitions(spark, config.output, config.run_date, config.keep_days)
     return summary
 
 

@@ -22,6 +22,7 @@ digest without the bytes (:class:`TaskReader`).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -45,6 +46,8 @@ from silse_spark.config import ConfigError, HashJobConfig
 from silse_spark.decode import STATUS_EMPTY, STATUS_READ_ERROR
 
 log = logging.getLogger(__name__)
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 ACCOUNT_COLUMNS = ["account_id", "path", "content", "read_status", "read_error", "file_size", "file_modified"]
 READ_COLUMNS = [*ACCOUNT_COLUMNS[:3], "content_sha256", *ACCOUNT_COLUMNS[3:]]
@@ -316,6 +319,25 @@ def partition_dates(spark: SparkSession, directory: str) -> list[str]:
         for status in fs.listStatus(path)
         if status.isDirectory() and status.getPath().getName().startswith("run_date=")
     )
+
+
+def prune_partitions(spark: SparkSession, directory: str, run_date: str, keep_days: int) -> list[str]:
+    """Delete the ``run_date=`` partitions of ``directory`` dated more than ``keep_days`` days before
+    ``run_date``; return their dates. Newer nights (a backfill runs an old date) are never touched.
+
+    Each night holds every account again, so without this a table grows by a full copy a night. Only
+    folders named ``run_date=YYYY-MM-DD`` are considered; anything else in ``directory`` is left alone.
+    """
+    cutoff = (dt.date.fromisoformat(run_date) - dt.timedelta(days=keep_days)).isoformat()
+    old = [d for d in partition_dates(spark, directory) if _DATE.fullmatch(d) and d < cutoff]
+    fs, _ = hadoop_path(spark, directory)
+    jvm: Any = spark.sparkContext._jvm
+    for date in old:
+        partition = f"{directory.rstrip('/')}/run_date={date}"
+        if not fs.delete(jvm.org.apache.hadoop.fs.Path(partition), True):
+            raise OSError(f"could not delete {partition} (--keep-days {keep_days}); check its permissions")
+        log.info("deleted %s (older than %s, --keep-days %d)", partition, cutoff, keep_days)
+    return old
 
 
 def read_partition(spark: SparkSession, directory: str, run_date: str) -> DataFrame:

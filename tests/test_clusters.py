@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -405,6 +406,26 @@ def test_ids_survive_nights_and_rerun_replaces(spark, tmp_path: Path) -> None:  
     run_cluster_job(spark, config1)
     dates = {r.run_date for r in spark.read.parquet(str(out / "clusters")).select("run_date").distinct().collect()}
     assert dates == {dt.date(2026, 1, 2)}  # Spark infers the partition value as a date
+
+
+def test_keep_days_deletes_only_nights_older_than_the_window(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    hashes, out = tmp_path / "hashes", tmp_path / "out"
+    rows = [(f"x{i}", "111111111100") for i in range(3)]
+    for night in ("2025-12-01", "2026-01-01"):
+        write_hashes(hashes, night, rows)
+    run_cluster_job(spark, ClusterJobConfig(str(hashes), str(out), run_date="2025-12-01", database=None))
+    for table in ("clusters", "cluster_summary"):  # a night inside the window, a newer one, a stray folder
+        for name in ("run_date=2025-12-20", "run_date=2026-01-05", "run_date=old-copy"):
+            shutil.copytree(out / table / "run_date=2025-12-01", out / table / name)
+    summary = run_cluster_job(spark, ClusterJobConfig(str(hashes), str(out), run_date="2026-01-01", database=None,
+                                                      keep_days=14))
+    assert summary.pruned == ["2025-12-01"]
+    assert "nights deleted       1 (2025-12-01, --keep-days)" in summary.table()
+    for table in ("clusters", "cluster_summary"):
+        assert sorted(p.name for p in (out / table).iterdir() if p.name.startswith("run_date=")) == [
+            "run_date=2025-12-20", "run_date=2026-01-01", "run_date=2026-01-05", "run_date=old-copy"]
+    with pytest.raises(ConfigError, match="--keep-days 0 is not a number of days >= 1"):
+        ClusterJobConfig(str(hashes), str(out), keep_days=0)
 
 
 def test_missing_hashes_or_date_is_a_configuration_error(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

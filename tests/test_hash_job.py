@@ -186,6 +186,28 @@ def test_integer_account_ids_are_read_as_text(spark, demo_avatar_paths: list[Pat
     assert table.twin_value.tolist() == manifest.twin_value.tolist()[:2][::-1]
 
 
+def test_keep_days_deletes_old_nights_after_the_night_is_written(
+    spark, demo_avatar_paths: list[Path], tmp_path: Path  # noqa: ANN001
+) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    for path in demo_avatar_paths[:2]:
+        shutil.copy(path, root)
+    out = tmp_path / "o"
+    run_hash_job(spark, HashJobConfig("avatars", str(root), str(out), run_date="2025-12-01"))
+    for name in ("run_date=2025-12-17", "run_date=2025-12-18", "run_date=2026-02-01", "notes"):
+        shutil.copytree(out / "run_date=2025-12-01", out / name)
+    summary = run_hash_job(spark, HashJobConfig("avatars", str(root), str(out), run_date="2026-01-01", keep_days=14,
+                                                previous=str(out)))
+    assert summary.pruned == ["2025-12-01", "2025-12-17"]  # more than 14 days before 2026-01-01
+    assert "nights deleted  2 (2025-12-01 to 2025-12-17, --keep-days)" in summary.table()
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith((".", "_"))) == [
+        "notes", "run_date=2025-12-18", "run_date=2026-01-01", "run_date=2026-02-01"]
+    assert summary.reused == 2  # the previous night (2025-12-18) was read before anything was deleted
+    with pytest.raises(ConfigError, match="--keep-days -3 is not a number of days >= 1"):
+        HashJobConfig("avatars", str(root), str(out), keep_days=-3)
+
+
 def test_bad_configuration_fails_before_work(spark, tmp_path: Path) -> None:  # noqa: ANN001
     pd.DataFrame({"user": ["x"], "file": ["y"]}).to_csv(tmp_path / "m.csv", index=False)
     with pytest.raises(ConfigError, match="no column 'account_id'"):

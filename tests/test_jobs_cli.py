@@ -59,10 +59,11 @@ def test_ten_good_two_bad_rerun_and_task_failures(twelve_files: Path, tmp_path: 
     # Rerun of the same date, with every inference task failing on its first attempt
     # (local[2,2] retries each task once): same rows, no duplicates.
     second = submit(
-        "--avatars", str(twelve_files), "--output", str(out), "--run-date", "2026-02-01",
+        "--avatars", str(twelve_files), "--output", str(out), "--run-date", "2026-02-01", "--keep-days", "30",
         conf=("spark.master=local[2,2]", f"spark.executorEnv.{FAIL_FIRST_ATTEMPT_ENV}=1"),
     )
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "nights deleted  0\n" in second.stdout
     assert FAIL_FIRST_ATTEMPT_ENV in second.stderr, "the injected task failures did not happen"
     again = pd.read_parquet(out).sort_values("account_id").reset_index(drop=True)
     cols = ["account_id", "path", "content_sha256", "width", "height", "twin_value", "twin_bits", "status", "error"]
@@ -77,3 +78,5 @@ def test_bad_configuration_exits_2_with_a_helpful_message(tmp_path: Path) -> Non
     assert proc.returncode == 2 and "does not exist" in proc.stdout + proc.stderr
     proc = submit("--avatars", str(tmp_path), "--output", str(tmp_path / "o"), "--run-date", "yesterday")
     assert proc.returncode == 2 and "YYYY-MM-DD" in proc.stdout + proc.stderr
+    proc = submit("--avatars", str(tmp_path), "--output", str(tmp_path / "o"), "--keep-days", "0")
+    assert proc.returncode == 2 and "--keep-days 0 is not a number of days >= 1" in proc.stdout + proc.stderr
