@@ -36,7 +36,7 @@ from silse_spark.clusters import (
     run_cluster_job,
 )
 from silse_spark.config import ConfigError
-from silse_spark.entry import run_spark_job
+from silse_spark.entry import add_summary_json_argument, configuration_error, run_spark_job
 
 log = logging.getLogger("silse.detect_clusters")
 
@@ -69,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     catalog.add_argument("--database", default="silse", metavar="NAME",
                          help="metastore database for the tables (default: %(default)s)")
     catalog.add_argument("--no-register", action="store_true", help="do not register tables in the metastore")
+    add_summary_json_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -88,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)  # fail fast, before Spark starts
     except ConfigError as exc:
-        print(f"detect_clusters.py: error: {exc}", file=sys.stderr)
-        return 2
+        return configuration_error("detect_clusters.py", exc, args.summary_json)
 
-    return run_spark_job("detect_clusters.py", "silse-detect-clusters", run_cluster_job, config, (ConfigError,))
+    return run_spark_job("detect_clusters.py", "silse-detect-clusters", run_cluster_job, config, (ConfigError,),
+                         args.summary_json)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 
 from silse_spark.config import HashJobConfig, today_utc
 from silse_spark.decode import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
-from silse_spark.entry import run_spark_job
+from silse_spark.entry import add_summary_json_argument, configuration_error, run_spark_job
 from silse_spark.hash_job import check_model, run_hash_job
 from silse_spark.model import ModelIntegrityError, UnknownModelError
 
@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-days", type=int, default=None, metavar="D",
                         help="after writing, delete --output's nights more than D days older than --run-date "
                         "(default: keep every night; each night holds every account again)")
+    add_summary_json_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -75,11 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         check_model(config.model_version)  # fail fast, before Spark starts
     except ValueError as exc:
-        print(f"hash_all.py: error: {exc}", file=sys.stderr)
-        return 2
+        return configuration_error("hash_all.py", exc, args.summary_json)
 
     return run_spark_job("hash_all.py", f"silse-hash-all-{config.run_date}", run_hash_job, config,
-                         (ValueError, UnknownModelError, ModelIntegrityError))
+                         (ValueError, UnknownModelError, ModelIntegrityError), args.summary_json)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -101,13 +102,20 @@ def test_busy_metastore_keeps_the_output_and_exits_3(registered: Path, tmp_path:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         done = run("spark-submit", registered, str(REPO / "jobs" / "detect_clusters.py"), "--hashes",
-                   str(registered / "hashes"), "--output", str(tmp_path / "out"))
+                   str(registered / "hashes"), "--output", str(tmp_path / "out"),
+                   "--summary-json", str(tmp_path / "status" / "clusters.json"))
     finally:
         (tmp_path / "done").touch()
         holder.communicate(timeout=120)
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
     assert "tables               NOT registered (exit code 3)" in done.stdout
     assert "admits one Spark process at a time" in done.stdout
+    # The same outcome for a scheduler or monitoring, as JSON.
+    record = json.loads((tmp_path / "status" / "clusters.json").read_text())
+    assert (record["job"], record["exit_code"]) == ("detect_clusters.py", 3)
+    assert "admits one Spark process at a time" in record["error"]
+    assert record["summary"]["run_date"] == "2026-01-01" and record["summary"]["tables"] == []
+    assert record["summary"]["clusters"] > 0 and record["summary"]["status_counts"]["ok"] > 0
     assert (tmp_path / "out" / "clusters" / "run_date=2026-01-01").is_dir()
     assert (tmp_path / "out" / "cluster_summary" / "run_date=2026-01-01").is_dir()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import shutil
 from pathlib import Path
@@ -112,7 +113,7 @@ def test_bad_configuration_says_what_to_fix(kwargs: dict[str, object], message: 
         ClusterJobConfig(**settings)  # type: ignore[arg-type]
 
 
-def test_job_exits_2_on_bad_configuration_before_spark(capsys: pytest.CaptureFixture[str]) -> None:
+def test_job_exits_2_on_bad_configuration_before_spark(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("detect_clusters", Path(__file__).parents[1] / "jobs" / "detect_clusters.py")
@@ -121,6 +122,10 @@ def test_job_exits_2_on_bad_configuration_before_spark(capsys: pytest.CaptureFix
     spec.loader.exec_module(job)
     assert job.main(["--hashes", "h", "--output", "o", "--radius", "5"]) == 2
     assert "--radius 5 is out of range" in capsys.readouterr().err
+    status = tmp_path / "clusters.json"
+    assert job.main(["--hashes", "h", "--output", "o", "--keep-days", "0", "--summary-json", str(status)]) == 2
+    record = json.loads(status.read_text())
+    assert (record["exit_code"], record["summary"]) == (2, None) and "--keep-days 0" in record["error"]
 
 
 # ---------------------------------------------------------------------------

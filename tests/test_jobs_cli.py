@@ -5,6 +5,7 @@ Uses the shipped default model (real weights), in separate Spark applications.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -45,8 +46,12 @@ def twelve_files(tmp_path_factory: pytest.TempPathFactory, demo_avatar_paths: li
 
 def test_ten_good_two_bad_rerun_and_task_failures(twelve_files: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    first = submit("--avatars", str(twelve_files), "--output", str(out), "--run-date", "2026-02-01")
+    first = submit("--avatars", str(twelve_files), "--output", str(out), "--run-date", "2026-02-01",
+                   "--summary-json", str(tmp_path / "hash.json"))
     assert first.returncode == 0, first.stderr[-3000:]
+    record = json.loads((tmp_path / "hash.json").read_text())
+    assert (record["job"], record["exit_code"], record["error"]) == ("hash_all.py", 0, None)
+    assert record["summary"]["status_counts"] == {"ok": 10, "decode_error": 2} and record["summary"]["rows"] == 12
     rows = pd.read_parquet(out).sort_values("account_id").reset_index(drop=True)
     assert len(rows) == 12
     ok = rows[rows.status == "ok"]
