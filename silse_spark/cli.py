@@ -25,7 +25,7 @@ import numpy as np
 
 from silse_spark.codes import hamming_distance, int_from_twin_value, twin_values_from_outputs
 from silse_spark.decode import STATUS_OK, decode_file
-from silse_spark.gallery import DEFAULT_MEMBERS, GalleryError, write_gallery
+from silse_spark.gallery import DEFAULT_MEMBERS, GalleryError, run_dates, write_gallery
 from silse_spark.model import ModelIntegrityError, UnknownModelError
 
 DEFAULT_RADIUS = 2
@@ -91,11 +91,10 @@ def _one_code(path: str, model_version: str | None) -> str:
 def _match_partition(hashes_dir: str, run_date: str | None) -> tuple[Path, str]:
     """The folder of the night to search (``run_date``, default the latest) and its date."""
     root = Path(hashes_dir)
-    if not root.is_dir():
-        raise CliError(f"--hashes {hashes_dir} is not a directory; pass the output of jobs/hash_all.py")
-    dates = sorted(p.name.split("=", 1)[1] for p in root.iterdir() if p.is_dir() and p.name.startswith("run_date="))
-    if not dates:
-        raise CliError(f"--hashes {hashes_dir} has no run_date=... partitions; pass the output of jobs/hash_all.py")
+    try:
+        dates = run_dates(root, "--hashes")
+    except GalleryError as exc:
+        raise CliError(str(exc)) from exc
     if run_date is None:
         return root / f"run_date={dates[-1]}", dates[-1]
     if run_date not in dates:

@@ -33,7 +33,7 @@ class GalleryError(ValueError):
     """The inputs cannot make a gallery: the message says which and why."""
 
 
-def _dates(path: Path, what: str) -> list[str]:
+def run_dates(path: Path, what: str) -> list[str]:
     """The ``run_date`` partitions of a job's output directory, sorted."""
     if not path.is_dir():
         raise GalleryError(f"{what} {path} is not a directory; pass the job's output directory")
@@ -129,13 +129,13 @@ def load_clusters(clusters_dir: Path, hashes_dir: Path, top: int, members: int =
     """
     if top < 1 or members < 1:
         raise GalleryError(f"--top and --members must be at least 1 (got {top} and {members})")
-    run_date = _dates(clusters_dir, "--clusters")[-1]
+    run_date = run_dates(clusters_dir, "--clusters")[-1]
     largest = _largest_clusters(clusters_dir, run_date, top)
     clusters = _read(clusters_dir, run_date, "--clusters", {"cluster_id", "account_id", "twin_value"}, {"method"},
                      keep=("cluster_id", largest))
     if clusters.empty:
         raise GalleryError(f"--clusters {clusters_dir}: the latest partition holds no clusters")
-    hash_dates = _dates(hashes_dir, "--hashes")
+    hash_dates = run_dates(hashes_dir, "--hashes")
     hash_date = run_date if run_date in hash_dates else hash_dates[-1]
     if hash_date != run_date:
         log.warning("--hashes %s has no run_date=%s (the clusters' date); using its latest, %s",

@@ -416,6 +416,11 @@ def _account_id() -> Column:
     return F.col("account_id").cast("string").alias("account_id")
 
 
+def missing_account() -> Column:
+    """True where a row's ``account_id`` is null or blank (such a row gets ``STATUS_NO_ACCOUNT``)."""
+    return F.col("account_id").isNull() | (F.trim("account_id") == "")
+
+
 def _manifest_rows(spark: SparkSession, manifest: str) -> DataFrame:
     """The manifest's ``account_id``, ``path`` and ``_key`` (the path as ``binaryFile`` reports it)."""
     table = _read_table(spark, manifest, "--manifest")
@@ -603,11 +608,6 @@ READ_CHUNK_BYTES = 32 * 2**20
 REPEAT_CACHE_FILES = 100_000
 """Files per task whose digest and read status the reader remembers, so that rows naming a file it has
 already read (a default avatar every new account points at) are not read again."""
-
-
-def missing_account() -> Column:
-    """True where a row's ``account_id`` is null or blank (such a row gets ``STATUS_NO_ACCOUNT``)."""
-    return F.col("account_id").isNull() | (F.trim("account_id") == "")
 
 
 class TaskReader:
