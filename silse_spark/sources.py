@@ -205,8 +205,7 @@ def _file_of_key(key: str) -> str | bytes:
 LISTING_ROWS_PER_GROUP = 65_536
 """Rows per Parquet row group of a local listing: the listing streams to disk in pieces this size."""
 
-_LISTING_SCHEMA = pa.schema([("path", pa.string()), ("_key", pa.string()), ("account_id", pa.string()),
-                             ("file_size", pa.int64()), ("_mtime_ms", pa.int64())])
+_LISTING_SCHEMA = pa.schema([("path", pa.string()), ("_key", pa.string()), ("account_id", pa.string())])
 
 
 def _printable(text: str) -> str:
@@ -214,8 +213,8 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-ListingRow = tuple[str, str, str, "int | None", "int | None"]
-"""``(path, _key, account_id, file_size, mtime_ms)``: one row of a local listing file."""
+ListingRow = tuple[str, str, str]
+"""``(path, _key, account_id)``: one row of a local listing file (sizes and times are the executors')."""
 
 
 def _size_and_mtime(path: str | bytes) -> tuple[int | None, int | None]:
@@ -229,14 +228,13 @@ def _size_and_mtime(path: str | bytes) -> tuple[int | None, int | None]:
 
 
 def _listing_row(root: str, name: str) -> ListingRow:
-    """``(path, _key, account_id, file_size, mtime_ms)`` of one directory entry, never raising."""
+    """``(path, _key, account_id)`` of one directory entry, never raising."""
     full = os.path.join(root, name)
-    size, mtime = _size_and_mtime(full)  # None for a dangling link or unreadable entry: read_error later
     account = os.path.splitext(name)[0]
     shown = _printable(full)
     if shown == full:
-        return full, "file:" + full, account, size, mtime
-    return shown, BYTES_KEY_PREFIX + urllib.parse.quote_from_bytes(os.fsencode(full)), _printable(account), size, mtime
+        return full, "file:" + full, account
+    return shown, BYTES_KEY_PREFIX + urllib.parse.quote_from_bytes(os.fsencode(full)), _printable(account)
 
 
 def _list_local_files(directory: str, listing_file: str) -> int:
@@ -290,8 +288,10 @@ def _local_listing(spark: SparkSession, local: str, scratch: str | None) -> Data
     if count == 0:  # an unmounted share looks like this: fail loudly rather than write an empty night
         raise ConfigError(f"--avatars {local!r} holds no files (searched recursively); pass the directory of "
                           "avatar images, and check that it is mounted")
-    listing = spark.read.parquet("file:" + listing_file)
-    return listing.select(*LISTING_COLUMNS[:-1], F.timestamp_millis("_mtime_ms").alias("file_modified"))
+    # The driver only reads the folders; each file's size and time come from a stat by the executors
+    # (a dangling link or unreadable entry gets nulls, then a read_error row). Listing 80,000 files on
+    # the driver took 0.61 s with a stat per file, 0.30 s without (2026-12-03, work/bench/images-x10).
+    return _stat_on_executors(spark.read.parquet("file:" + listing_file))
 
 
 def _remote_listing(spark: SparkSession, directory: str) -> DataFrame:
