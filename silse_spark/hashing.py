@@ -31,7 +31,7 @@ from silse_spark.decode import (
     STATUS_OK,
     decode_avatar,
 )
-from silse_spark.sources import missing_account
+from silse_spark.sources import missing_account, partitions_for
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +163,7 @@ INFERENCE_PARTITIONS_CONF = "spark.silse.inferencePartitions"
 
 def inference_partitions_for(spark: Any) -> int:
     """Partitions for the inference stage: ``spark.silse.inferencePartitions`` or 4x the cores."""
-    configured = spark.conf.get(INFERENCE_PARTITIONS_CONF, None)
-    if configured:
-        return max(1, int(configured))
-    return max(1, 4 * spark.sparkContext.defaultParallelism)
+    return partitions_for(spark, INFERENCE_PARTITIONS_CONF)
 
 
 NO_ACCOUNT_ERROR = "the input row has no account_id (null or blank); give every manifest or table row its account"

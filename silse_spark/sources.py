@@ -524,8 +524,8 @@ def read_accounts(
         return read_avatar_table(spark, config.input_path)
     if python_reader(spark):
         listed = listed or read_listing(spark, config, scratch)
-        if listed is not None and listed[1]:
-            return read_local_contents(spark, listed[0], counter)
+        if listed is not None and listed[1]:  # a local listing is spread over the tasks already
+            return read_local_contents(spark, listed[0], counter, spread=False)
     if config.input_kind == "avatars":
         return read_avatar_dir(spark, config.input_path, scratch)
     return read_manifest(spark, config.input_path)
@@ -539,8 +539,9 @@ def read_listing(
     Returns ``(listing, local)`` with :data:`LISTING_COLUMNS` (a file that is
     listed but cannot be examined has null size and time), ``local`` true when
     every file is on the local (or a mounted shared) filesystem, so that
-    :func:`read_local_contents` can read them; ``None`` for an avatar table,
-    whose bytes are the input itself.
+    :func:`read_local_contents` can read them (its rows then already dealt over
+    :data:`READ_PARTITIONS_CONF` tasks, which examined them); ``None`` for an
+    avatar table, whose bytes are the input itself.
     """
     if config.input_kind == "avatar_table":
         return None
@@ -558,6 +559,29 @@ def read_listing(
         F.col("modificationTime").alias("file_modified"),
     )
     return listing.join(files, listing["_key"] == F.col("_found"), "left").select(*LISTING_COLUMNS), False
+
+
+READ_PARTITIONS_CONF = "spark.silse.readPartitions"
+"""Tasks that examine and read local files: ``4 x`` the cores unless set. A listing or manifest under
+Spark's split size (128 MB, about a million files) is one partition, and reading it as it came ran every
+``stat`` and ``open`` of the night in one task on one core (the rest of the cluster idle)."""
+
+
+def partitions_for(spark: SparkSession, conf: str) -> int:
+    """``conf``'s value if set (at least 1), else 4 x the cores (``spark.default.parallelism``)."""
+    configured = spark.conf.get(conf, None)
+    if configured:
+        return max(1, int(configured))
+    return max(1, 4 * spark.sparkContext.defaultParallelism)
+
+
+def _spread(rows: DataFrame) -> DataFrame:
+    """``rows`` dealt round-robin over :data:`READ_PARTITIONS_CONF` partitions (a shuffle of paths, no bytes).
+
+    Round-robin, not by path: a default avatar named by a hundred million rows must not make one task
+    the night's straggler; each task then reads it once (:class:`TaskReader`).
+    """
+    return rows.repartition(partitions_for(rows.sparkSession, READ_PARTITIONS_CONF))
 
 
 def _stat_batch(batch: pd.DataFrame) -> pd.DataFrame:
@@ -581,7 +605,7 @@ def _stat_on_executors(manifest: DataFrame) -> DataFrame:
     def stat_rows(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         return (_stat_batch(batch) for batch in batches)
 
-    return manifest.select("account_id", "path", "_key").mapInPandas(stat_rows, schema).select(
+    return _spread(manifest.select("account_id", "path", "_key")).mapInPandas(stat_rows, schema).select(
         *LISTING_COLUMNS[:-1], F.timestamp_millis("_mtime_ms").alias("file_modified")
     )
 
@@ -686,14 +710,18 @@ class ReadCounter:
         return int(self.accumulator.value) if self.used else None
 
 
-def read_local_contents(spark: SparkSession, listing: DataFrame, counter: ReadCounter | None = None) -> DataFrame:
+def read_local_contents(
+    spark: SparkSession, listing: DataFrame, counter: ReadCounter | None = None, spread: bool = True
+) -> DataFrame:
     """The bytes of exactly the listed local files, read on the executors: READ_COLUMNS.
 
     Used for the files an incremental run must read (new or changed since the
     previous run), where scanning the whole input directory would read every
     file again. Each row keeps its account; a file that cannot be read gets
     ``read_status`` and ``read_error`` as in a full scan. A file named by many
-    rows is read once per task (:class:`TaskReader`).
+    rows is read once per task (:class:`TaskReader`). The rows are first dealt
+    over :data:`READ_PARTITIONS_CONF` tasks, unless ``spread`` is false because
+    they already are (a listing from :func:`read_listing`).
     """
     max_length = max_content_length(spark)
     schema = ("account_id string, path string, content binary, content_sha256 string, read_status string, "
@@ -711,4 +739,5 @@ def read_local_contents(spark: SparkSession, listing: DataFrame, counter: ReadCo
             if accumulator is not None:
                 accumulator.add(reader.opened - opened)
 
-    return listing.select(*LISTING_COLUMNS, missing_account().alias("_no_account")).mapInPandas(read, schema)
+    rows = listing.select(*LISTING_COLUMNS, missing_account().alias("_no_account"))
+    return (_spread(rows) if spread else rows).mapInPandas(read, schema)

@@ -340,10 +340,16 @@ def test_file_named_by_many_accounts_is_read_once_and_every_account_gets_its_cod
     paths = [default if i % 4 else own for i in range(41)]
     paths[10] = paths[20] = tmp_path / "gone.png"
     pd.DataFrame({"account_id": ids, "path": [str(p) for p in paths]}).to_csv(tmp_path / "m.csv", index=False)
-    summary = run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o"),
-                                                run_date="2026-01-01"))
+    from silse_spark.sources import READ_PARTITIONS_CONF
+
+    spark.conf.set(READ_PARTITIONS_CONF, "1")  # one task, so "once per task" is once
+    try:
+        summary = run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o"),
+                                                    run_date="2026-01-01"))
+    finally:
+        spark.conf.unset(READ_PARTITIONS_CONF)
     if local_reader == "python":
-        assert summary.files_read == 3  # 41 rows, 3 files (one task: a single small CSV)
+        assert summary.files_read == 3  # 41 rows, 3 files
     else:  # binaryFile scans each file once; its bytes ride on one row, the first with an account
         from silse_spark.sources import read_manifest
 
@@ -496,6 +502,31 @@ def test_local_reader_reads_a_file_named_by_many_rows_once(tmp_path: Path) -> No
     for key in keys[1:5]:
         small.read(f"file:{tmp_path / key}.png")
     assert small.opened == 4
+
+
+def test_local_files_are_examined_and_read_by_many_tasks(
+    spark, demo_avatar_paths: list[Path], tmp_path: Path  # noqa: ANN001
+) -> None:
+    """A manifest under Spark's split size is one partition: read as it came, every stat and open of the
+    night ran in one task on one core. Rows are dealt over spark.silse.readPartitions tasks (default 4 x cores)."""
+    from silse_spark.sources import READ_PARTITIONS_CONF, read_listing, read_local_contents
+
+    pd.DataFrame({"account_id": [f"u{i}" for i in range(40)],
+                  "path": [str(demo_avatar_paths[i % 4]) for i in range(40)]}).to_csv(tmp_path / "m.csv", index=False)
+    config = HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o"))
+    listed = read_listing(spark, config)
+    assert listed is not None and listed[1]
+    assert listed[0].rdd.getNumPartitions() == 4 * spark.sparkContext.defaultParallelism
+    spark.conf.set(READ_PARTITIONS_CONF, "3")
+    try:
+        one_task = listed[0].coalesce(1)  # as the incremental run's rows to read can come out of a join
+        read = read_local_contents(spark, one_task)
+        assert read.rdd.getNumPartitions() == 3
+        rows = read.toPandas()
+    finally:
+        spark.conf.unset(READ_PARTITIONS_CONF)
+    assert sorted(rows.account_id) == sorted(f"u{i}" for i in range(40)) and rows.read_status.isna().all()
+    assert rows.content_sha256.nunique() == 4
 
 
 def test_local_manifest_is_examined_by_the_executors_not_by_listing_folders(
