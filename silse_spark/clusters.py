@@ -60,6 +60,7 @@ from silse_spark.config import (
     ConfigError,
     pruned_dates,
     require_hash_columns,
+    staging_note,
     validate_keep_days,
     validate_run_date,
 )
@@ -886,6 +887,9 @@ class ClusterJobSummary:
     registration_error: str | None = None
     pruned: list[str] | None = None
     """Nights deleted from clusters and cluster_summary by ``--keep-days``; ``None`` without it."""
+    staging: list[tuple[str, int]] = field(default_factory=list)
+    """Killed runs' staging folders in clusters and cluster_summary (``sources.stale_staging``), deleted with
+    ``--keep-days``."""
 
     @property
     def exit_code(self) -> int:
@@ -913,6 +917,8 @@ class ClusterJobSummary:
         ]
         if self.pruned is not None:
             lines.append(f"nights deleted       {len(self.pruned)}{pruned_dates(self.pruned)}")
+        if self.staging:
+            lines.append(f"stale staging        {staging_note(self.staging, self.pruned is not None)}")
         if self.tables:
             lines.append(f"tables               {', '.join(self.tables)}")
         if self.registration_error:
@@ -950,7 +956,14 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
     import time
 
     F = _F()
-    from silse_spark.sources import check_output_directory, partition_dates, prune_partitions, read_partition
+    from silse_spark.sources import (
+        check_output_directory,
+        partition_dates,
+        prune_partitions,
+        read_partition,
+        remove_staging,
+        stale_staging,
+    )
 
     started = time.monotonic()
     check_separate_from_hashes(spark, config)
@@ -1012,6 +1025,9 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
         pruned = {d for path in (config.clusters_path, config.summary_path)
                   for d in prune_partitions(spark, path, run_date, config.keep_days)}
         summary.pruned = sorted(pruned)
+    summary.staging = [f for path in (config.clusters_path, config.summary_path) for f in stale_staging(spark, path)]
+    if config.keep_days is not None:
+        remove_staging(spark, summary.staging)
     if config.database:
         from silse_spark.catalog import MetastoreError, register_tables
 

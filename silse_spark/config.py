@@ -103,6 +103,27 @@ def validate_keep_days(value: int | None) -> int | None:
     return value
 
 
+STALE_STAGING_HOURS = 24
+"""A staging folder untouched this long belongs to a killed run (a live write touches its folder as it goes)."""
+
+
+def staging_note(folders: list[tuple[str, int]], deleted: bool) -> str:
+    """The summaries' line on killed runs' staging folders (``""`` if none).
+
+    >>> staging_note([("o/.spark-staging-1", 3_500_000), ("o/.spark-staging-2", 0)], deleted=False)
+    "2 (3.5 MB, untouched for 24+ h; a killed run's partial output: delete them or pass --keep-days)"
+    >>> staging_note([("o/.spark-staging-1", 3_500_000)], deleted=True)
+    '1 (3.5 MB) deleted'
+    """
+    if not folders:
+        return ""
+    size = f"{sum(n for _, n in folders) / 1e6:.1f} MB"
+    if deleted:
+        return f"{len(folders)} ({size}) deleted"
+    return (f"{len(folders)} ({size}, untouched for {STALE_STAGING_HOURS}+ h; a killed run's partial output: "
+            "delete them or pass --keep-days)")
+
+
 def pruned_dates(dates: list[str]) -> str:
     """The summaries' note on deleted nights.
 

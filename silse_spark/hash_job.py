@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from silse_spark.config import ConfigError, HashJobConfig, pruned_dates, require_hash_columns
+from silse_spark.config import ConfigError, HashJobConfig, pruned_dates, require_hash_columns, staging_note
 from silse_spark.hashing import OUTPUT_COLUMNS, REUSED_COLUMNS, hash_accounts, split_unchanged_files
 from silse_spark.model import get_model_spec, verify_weights
 from silse_spark.sources import (
@@ -47,6 +47,8 @@ from silse_spark.sources import (
     read_listing,
     read_local_contents,
     read_partition,
+    remove_staging,
+    stale_staging,
 )
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,8 @@ class HashJobSummary:
     """Files opened by the Python reader; ``None`` where it did not run (Spark reader, avatar table)."""
     pruned: list[str] | None = None
     """Nights deleted by ``--keep-days``; ``None`` without it."""
+    staging: list[tuple[str, int]] = field(default_factory=list)
+    """Killed runs' staging folders in the output (``sources.stale_staging``), deleted with ``--keep-days``."""
 
     @property
     def images_per_second(self) -> float:
@@ -81,6 +85,8 @@ class HashJobSummary:
             f"distinct images {self.distinct_contents} ({self.inferred} inferred, {self.reused} reused)",
             *([f"files read      {self.files_read}"] if self.files_read is not None else []),
             *([f"nights deleted  {len(self.pruned)}{pruned_dates(self.pruned)}"] if self.pruned is not None else []),
+            *([f"stale staging   {staging_note(self.staging, self.pruned is not None)}"]
+              if self.staging else []),
             f"wall time       {self.seconds:.1f} s ({self.images_per_second:.1f} inferred images/s)",
             "status counts:",
         ]
@@ -147,6 +153,9 @@ def run_hash_job(spark: SparkSession, config: HashJobConfig) -> HashJobSummary:
     summary.files_read = counter.files
     if config.keep_days is not None:  # only once the night is written and read back
         summary.pruned = prune_partitions(spark, config.output, config.run_date, config.keep_days)
+    summary.staging = stale_staging(spark, config.output)
+    if config.keep_days is not None:
+        remove_staging(spark, summary.staging)
     return summary
 
 

@@ -42,7 +42,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
-from silse_spark.config import ConfigError, HashJobConfig
+from silse_spark.config import STALE_STAGING_HOURS, ConfigError, HashJobConfig
 from silse_spark.decode import STATUS_EMPTY, STATUS_READ_ERROR
 
 log = logging.getLogger(__name__)
@@ -338,6 +338,46 @@ def prune_partitions(spark: SparkSession, directory: str, run_date: str, keep_da
             raise OSError(f"could not delete {partition} (--keep-days {keep_days}); check its permissions")
         log.info("deleted %s (older than %s, --keep-days %d)", partition, cutoff, keep_days)
     return old
+
+
+STAGING_PREFIX = ".spark-staging-"
+"""Spark's folder for a dynamic-overwrite write in progress; a run killed while writing leaves it behind."""
+
+
+def stale_staging(spark: SparkSession, directory: str, now: float | None = None) -> list[tuple[str, int]]:
+    """``(path, bytes)`` of the ``.spark-staging-*`` folders under ``directory`` untouched for
+    :data:`STALE_STAGING_HOURS`: left by runs killed while writing (a lost driver, a preempted
+    container). Readers skip them (hidden names) and the night before is intact, but at full scale one
+    holds up to a night's worth of Parquet, so the jobs report them and ``--keep-days`` deletes them.
+    """
+    fs, path = hadoop_path(spark, directory)
+    if not fs.exists(path):
+        return []
+    jvm: Any = spark.sparkContext._jvm
+    cutoff_ms = ((now if now is not None else dt.datetime.now().timestamp()) - STALE_STAGING_HOURS * 3600) * 1000
+
+    def last_touched(status: Any) -> int:
+        # A live write's tasks commit into _temporary/0 (its time moves with each); the folder's own time
+        # moves only at the job's start and commit.
+        tasks = jvm.org.apache.hadoop.fs.Path(status.getPath(), "_temporary/0")
+        return max(status.getModificationTime(),
+                   fs.getFileStatus(tasks).getModificationTime() if fs.exists(tasks) else 0)
+
+    return [
+        (str(status.getPath().toString()), int(fs.getContentSummary(status.getPath()).getLength()))
+        for status in fs.listStatus(path)
+        if status.isDirectory() and status.getPath().getName().startswith(STAGING_PREFIX)
+        and last_touched(status) < cutoff_ms
+    ]
+
+
+def remove_staging(spark: SparkSession, folders: list[tuple[str, int]]) -> None:
+    """Delete the folders :func:`stale_staging` found (``--keep-days``)."""
+    for folder, _ in folders:
+        fs, path = hadoop_path(spark, folder)
+        if not fs.delete(path, True):
+            raise OSError(f"could not delete {folder} (a killed run's staging folder); check its permissions")
+        log.info("deleted %s (a killed run's staging folder, untouched for %d h)", folder, STALE_STAGING_HOURS)
 
 
 def read_partition(spark: SparkSession, directory: str, run_date: str) -> DataFrame:

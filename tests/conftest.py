@@ -111,3 +111,17 @@ def make_standin_models(directory: Path) -> Path:
     }
     (directory / "registry.json").write_text(json.dumps(registry, indent=2))
     return directory
+
+
+def make_staging(table: Path, name: str, hours_ago: float = 0.0) -> Path:
+    """A ``.spark-staging-*`` folder as a run killed while writing ``table`` leaves it (one task's committed
+    Parquet file under ``_temporary/0``), last touched ``hours_ago`` hours ago."""
+    import time
+
+    tasks = table / name / "_temporary" / "0"
+    (tasks / "task_0" / "run_date=2026-01-01").mkdir(parents=True)
+    (tasks / "task_0" / "run_date=2026-01-01" / "part-00000.parquet").write_bytes(b"PAR1" + bytes(1000))
+    when = time.time() - hours_ago * 3600
+    for folder in (tasks, table / name / "_temporary", table / name):
+        os.utime(folder, (when, when))
+    return table / name

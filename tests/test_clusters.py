@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import make_staging
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -418,12 +419,19 @@ def test_keep_days_deletes_only_nights_older_than_the_window(spark, tmp_path: Pa
     rows = [(f"x{i}", "111111111100") for i in range(3)]
     for night in ("2025-12-01", "2026-01-01"):
         write_hashes(hashes, night, rows)
-    run_cluster_job(spark, ClusterJobConfig(str(hashes), str(out), run_date="2025-12-01", database=None))
+    # Runs killed while writing left staging folders (25 h ago); a live write's was touched an hour ago.
+    killed = [make_staging(out / table, ".spark-staging-k", hours_ago=25) for table in ("clusters", "cluster_summary")]
+    live = make_staging(out / "clusters", ".spark-staging-live", hours_ago=1)
+    first = run_cluster_job(spark, ClusterJobConfig(str(hashes), str(out), run_date="2025-12-01", database=None))
+    assert sorted(s for s, _ in first.staging) == sorted(k.as_uri().replace("file:///", "file:/") for k in killed)
+    assert "stale staging        2 (0.0 MB, untouched for 24+ h;" in first.table() and all(k.exists() for k in killed)
     for table in ("clusters", "cluster_summary"):  # a night inside the window, a newer one, a stray folder
         for name in ("run_date=2025-12-20", "run_date=2026-01-05", "run_date=old-copy"):
             shutil.copytree(out / table / "run_date=2025-12-01", out / table / name)
     summary = run_cluster_job(spark, ClusterJobConfig(str(hashes), str(out), run_date="2026-01-01", database=None,
                                                       keep_days=14))
+    assert len(summary.staging) == 2 and not any(k.exists() for k in killed) and live.exists()
+    assert "stale staging        2 (0.0 MB) deleted" in summary.table()
     assert summary.pruned == ["2025-12-01"]
     assert "nights deleted       1 (2025-12-01, --keep-days)" in summary.table()
     for table in ("clusters", "cluster_summary"):

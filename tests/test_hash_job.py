@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import make_staging
 from PIL import Image
 
 from silse_spark.codes import TWIN_VALUE_PATTERN, twin_values_from_outputs
@@ -197,6 +198,7 @@ def test_keep_days_deletes_old_nights_after_the_night_is_written(
     run_hash_job(spark, HashJobConfig("avatars", str(root), str(out), run_date="2025-12-01"))
     for name in ("run_date=2025-12-17", "run_date=2025-12-18", "run_date=2026-02-01", "notes"):
         shutil.copytree(out / "run_date=2025-12-01", out / name)
+    killed, live = make_staging(out, ".spark-staging-killed", hours_ago=30), make_staging(out, ".spark-staging-live")
     summary = run_hash_job(spark, HashJobConfig("avatars", str(root), str(out), run_date="2026-01-01", keep_days=14,
                                                 previous=str(out)))
     assert summary.pruned == ["2025-12-01", "2025-12-17"]  # more than 14 days before 2026-01-01
@@ -204,6 +206,9 @@ def test_keep_days_deletes_old_nights_after_the_night_is_written(
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith((".", "_"))) == [
         "notes", "run_date=2025-12-18", "run_date=2026-01-01", "run_date=2026-02-01"]
     assert summary.reused == 2  # the previous night (2025-12-18) was read before anything was deleted
+    # A killed run's staging folder (untouched for 30 h) is deleted; a live write's (just touched) is not.
+    assert [Path(p).name for p, _ in summary.staging] == [killed.name] and not killed.exists() and live.exists()
+    assert "stale staging   1 (0.0 MB) deleted" in summary.table()
     with pytest.raises(ConfigError, match="--keep-days -3 is not a number of days >= 1"):
         HashJobConfig("avatars", str(root), str(out), keep_days=-3)
 
