@@ -534,6 +534,45 @@ def test_local_files_are_examined_and_read_by_many_tasks(
     assert rows.content_sha256.nunique() == 4
 
 
+def test_no_task_runs_two_python_udfs_back_to_back(spark, demo_avatar_paths: list[Path], tmp_path: Path) -> None:  # noqa: ANN001
+    """Each Python UDF in a task holds a Python worker: a stat and a read in one task started 4 workers on
+    2 cores, and the inference stage then loaded the model in all 4. A shuffle separates them."""
+    from silse_spark.sources import read_accounts
+
+    pd.DataFrame({"account_id": ["a", "b"], "path": [str(p) for p in demo_avatar_paths[:2]]}).to_csv(
+        tmp_path / "m.csv", index=False)
+    accounts = read_accounts(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o")))
+    plan = accounts._jdf.queryExecution().executedPlan().toString()  # type: ignore[operator]
+    nodes = [n for line in plan.splitlines() for n in ("MapInPandas", "ArrowEvalPython", "Exchange") if n in line]
+    python = [i for i, n in enumerate(nodes) if n != "Exchange"]
+    assert len(python) == 2, plan  # the stat, then the read
+    assert all(b - a > 1 for a, b in zip(python, python[1:])), plan
+
+
+def test_inference_keeps_its_partitions_however_the_rows_came(spark) -> None:  # noqa: ANN001
+    """Asked for as many partitions as spark.sql.shuffle.partitions (8 = 4 x 2 cores, the defaults), a
+    repartition after the de-duplication was folded into the aggregation's shuffle, which adaptive execution
+    coalesces by bytes: the distinct images of 2,000 small files ran as 3 tasks on 2 cores, here as 1."""
+    from pyspark.sql import functions as F
+
+    from silse_spark.hashing import contents_to_infer
+
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    rows = (spark.range(0, 400, numPartitions=8)
+            .select((F.col("id") % 100).cast("string").alias("content_sha256"),
+                    F.concat(F.lit("x" * 100), F.col("id").cast("string")).cast("binary").alias("content")))
+
+    def tasks(frame):  # type: ignore[no-untyped-def]  # the partitions that run, after adaptive execution
+        return frame.select(F.spark_partition_id().alias("p")).distinct().count()
+
+    assert partitions >= 2 and tasks(rows.dropDuplicates(["content_sha256"]).repartition(partitions, "content_sha256")) == 1
+    contents = contents_to_infer(rows, None, partitions)
+    assert tasks(contents) == partitions and contents.count() == 100
+    known = spark.createDataFrame([(str(i),) for i in range(50)], "content_sha256 string")
+    rest = contents_to_infer(rows, known, partitions)
+    assert tasks(rest) == partitions and sorted(int(r.content_sha256) for r in rest.collect()) == list(range(50, 100))
+
+
 def test_local_manifest_is_examined_by_the_executors_not_by_listing_folders(
     spark, demo_avatar_paths: list[Path], tmp_path: Path  # noqa: ANN001
 ) -> None:
