@@ -934,16 +934,14 @@ class ClusterJobSummary:
 
 
 def write_partition(frame: DataFrame, directory: str, run_date: str) -> None:
-    """Replace ``directory/run_date=<run_date>`` with ``frame`` (dynamic partition overwrite)."""
+    """Replace ``directory/run_date=<run_date>`` with ``frame`` (dynamic partition overwrite), each file
+    sorted by ``cluster_id`` with a bloom filter on ``account_id`` where it has one (``write_night``)."""
+    from silse_spark.sources import write_night
+
     if frame.isEmpty():
         _delete_partition(frame.sparkSession, directory, run_date)
         return
-    (
-        frame.write.mode("overwrite")
-        .option("partitionOverwriteMode", "dynamic")
-        .partitionBy("run_date")
-        .parquet(directory)
-    )
+    write_night(frame, directory, sort_by="cluster_id")
 
 
 def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int = 10) -> ClusterJobSummary:

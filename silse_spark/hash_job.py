@@ -49,6 +49,7 @@ from silse_spark.sources import (
     read_partition,
     remove_staging,
     stale_staging,
+    write_night,
 )
 
 log = logging.getLogger(__name__)
@@ -138,13 +139,7 @@ def run_hash_job(spark: SparkSession, config: HashJobConfig) -> HashJobSummary:
         result = hashed_rows(spark, config, model_version, hashed_at, scratch, counter).withColumn(
             "run_date", F.lit(config.run_date)
         )
-        (
-            result.select(*OUTPUT_COLUMNS)
-            .write.mode("overwrite")
-            .option("partitionOverwriteMode", "dynamic")
-            .partitionBy("run_date")
-            .parquet(config.output)
-        )
+        write_night(result.select(*OUTPUT_COLUMNS), config.output, sort_by="twin_bits")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         spark.catalog.clearCache()  # the rows hash_accounts kept on disk for its two branches

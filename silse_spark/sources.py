@@ -340,6 +340,36 @@ def prune_partitions(spark: SparkSession, directory: str, run_date: str, keep_da
     return old
 
 
+BLOOM_FILTER_COLUMNS = ("account_id",)
+"""Columns written with a Parquet bloom filter per row group, so that looking up one account skips the row
+groups that cannot hold it (the rows are sorted by another column, the code or the cluster id)."""
+
+
+def write_night(frame: DataFrame, directory: str, sort_by: str) -> None:
+    """Write ``frame`` (one ``run_date``) into ``directory``, replacing that night only (dynamic overwrite).
+
+    Each file's rows are sorted by ``sort_by`` (``twin_bits`` for hashes: one code's rows, a code's prefix
+    range, lie in one or two row groups per file, and Parquet's min/max statistics let a lookup skip the
+    rest) and carry a bloom filter on ``account_id``. A hashes night of 10 million synthetic rows (88 row
+    groups of 8 MB; ``local[2]``, 2026-12-03, scratch scripts ``work/probe/layout*.py``, not in the repo):
+    ``SELECT * ... WHERE twin_value = 'x'`` 2.11 and 2.60 s as the job wrote it (in the join's order), 0.17
+    and 0.35 s written this way; an 8-character prefix 1.75 s against 0.19 s; one account 0.49 and 0.24 s
+    against 0.12 and 0.19 s. Files 547 MB against 546 MB; the sort costs about 1 microsecond per row.
+    """
+    writer = (
+        frame.sortWithinPartitions("run_date", sort_by)  # run_date first: the writer needs it, and keeps this order
+        .write.mode("overwrite")
+        .option("partitionOverwriteMode", "dynamic")
+        .option("parquet.bloom.filter.adaptive.enabled", "true")
+    )
+    for column in BLOOM_FILTER_COLUMNS:
+        # Adaptive: the smallest of 12 sizes (1 MB halved 11 times, down to 512 bytes) that holds the row
+        # group's distinct values; with parquet's 5 a small night's 5 KB file carried a 64 KB filter.
+        writer = (writer.option(f"parquet.bloom.filter.enabled#{column}", "true")
+                  .option(f"parquet.bloom.filter.candidates.number#{column}", "12"))
+    writer.partitionBy("run_date").parquet(directory)
+
+
 STAGING_PREFIX = ".spark-staging-"
 """Spark's folder for a dynamic-overwrite write in progress; a run killed while writing leaves it behind."""
 

@@ -213,6 +213,31 @@ def test_keep_days_deletes_old_nights_after_the_night_is_written(
         HashJobConfig("avatars", str(root), str(out), keep_days=-3)
 
 
+def test_nights_are_written_sorted_by_code_with_a_bloom_filter_on_accounts(spark, tmp_path: Path) -> None:  # noqa: ANN001
+    """A lookup of one code (or prefix) reads one row group per file, not the night: every file sorted by
+    the key, also when run_date is a column read back (the writer's own sort by run_date undid the order)."""
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as F
+
+    from silse_spark.sources import write_night
+
+    rows = spark.range(0, 600, numPartitions=3).select(
+        F.concat(F.lit("acct_"), F.col("id").cast("string")).alias("account_id"),
+        (F.abs(F.xxhash64("id")) % (1 << 48)).alias("twin_bits"), F.lit("2026-01-01").alias("run_date"))
+    write_night(rows, str(tmp_path / "lit"), sort_by="twin_bits")
+    write_night(spark.read.parquet(str(tmp_path / "lit")).repartition(2), str(tmp_path / "col"), sort_by="twin_bits")
+    for table in ("lit", "col"):
+        files = sorted((tmp_path / table / "run_date=2026-01-01").glob("*.parquet"))
+        assert len(files) >= 2
+        for file in files:
+            bits = pq.read_table(file).column("twin_bits").to_pylist()
+            assert bits == sorted(bits), (table, file.name)
+            meta = pq.ParquetFile(file).metadata.row_group(0)
+            account = [meta.column(i) for i in range(meta.num_columns) if meta.column(i).path_in_schema == "account_id"]
+            assert account[0].bloom_filter_offset is not None and account[0].bloom_filter_length < 4096
+    assert spark.read.parquet(str(tmp_path / "col")).where("account_id = 'acct_7'").count() == 1
+
+
 def test_bad_configuration_fails_before_work(spark, tmp_path: Path) -> None:  # noqa: ANN001
     pd.DataFrame({"user": ["x"], "file": ["y"]}).to_csv(tmp_path / "m.csv", index=False)
     with pytest.raises(ConfigError, match="no column 'account_id'"):
