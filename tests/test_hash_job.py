@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import make_staging
+from conftest import make_staging, spark_conf
 from PIL import Image
 
 from silse_spark.codes import TWIN_VALUE_PATTERN, twin_values_from_outputs
@@ -372,12 +372,9 @@ def test_file_named_by_many_accounts_is_read_once_and_every_account_gets_its_cod
     pd.DataFrame({"account_id": ids, "path": [str(p) for p in paths]}).to_csv(tmp_path / "m.csv", index=False)
     from silse_spark.sources import READ_PARTITIONS_CONF
 
-    spark.conf.set(READ_PARTITIONS_CONF, "1")  # one task, so "once per task" is once
-    try:
+    with spark_conf(spark, READ_PARTITIONS_CONF, "1"):  # one task, so "once per task" is once
         summary = run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o"),
                                                     run_date="2026-01-01"))
-    finally:
-        spark.conf.unset(READ_PARTITIONS_CONF)
     if local_reader == "python":
         assert summary.files_read == 3  # 41 rows, 3 files
     else:  # binaryFile scans each file once; its bytes ride on one row, the first with an account
@@ -544,17 +541,15 @@ def test_local_files_are_examined_and_read_by_many_tasks(
     pd.DataFrame({"account_id": [f"u{i}" for i in range(40)],
                   "path": [str(demo_avatar_paths[i % 4]) for i in range(40)]}).to_csv(tmp_path / "m.csv", index=False)
     config = HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o"))
-    listed = read_listing(spark, config)
-    assert listed is not None and listed[1]
-    assert listed[0].rdd.getNumPartitions() == 4 * spark.sparkContext.defaultParallelism
-    spark.conf.set(READ_PARTITIONS_CONF, "3")
-    try:
+    with spark_conf(spark, READ_PARTITIONS_CONF, None):  # the job's default
+        listed = read_listing(spark, config)
+        assert listed is not None and listed[1]
+        assert listed[0].rdd.getNumPartitions() == 4 * spark.sparkContext.defaultParallelism
+    with spark_conf(spark, READ_PARTITIONS_CONF, "3"):
         one_task = listed[0].coalesce(1)  # as the incremental run's rows to read can come out of a join
         read = read_local_contents(spark, one_task)
         assert read.rdd.getNumPartitions() == 3
         rows = read.toPandas()
-    finally:
-        spark.conf.unset(READ_PARTITIONS_CONF)
     assert sorted(rows.account_id) == sorted(f"u{i}" for i in range(40)) and rows.read_status.isna().all()
     assert rows.content_sha256.nunique() == 4
 
