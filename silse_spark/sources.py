@@ -31,7 +31,7 @@ import stat
 import tempfile
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -386,19 +386,46 @@ def stale_staging(spark: SparkSession, directory: str, now: float | None = None)
     jvm: Any = spark.sparkContext._jvm
     cutoff_ms = ((now if now is not None else dt.datetime.now().timestamp()) - STALE_STAGING_HOURS * 3600) * 1000
 
-    def last_touched(status: Any) -> int:
+    def stale(status: Any) -> bool:
         # A live write's tasks commit into _temporary/0 (its time moves with each); the folder's own time
         # moves only at the job's start and commit.
         tasks = jvm.org.apache.hadoop.fs.Path(status.getPath(), "_temporary/0")
-        return max(status.getModificationTime(),
-                   fs.getFileStatus(tasks).getModificationTime() if fs.exists(tasks) else 0)
+        tasks_ms = fs.getFileStatus(tasks).getModificationTime() if fs.exists(tasks) else 0
+
+        def newest_file_ms() -> int | None:
+            files, newest = fs.listFiles(status.getPath(), True), None
+            while files.hasNext():
+                newest = max(newest or 0, int(files.next().getModificationTime()))
+            return newest
+
+        return _is_stale(int(status.getModificationTime()), int(tasks_ms), newest_file_ms, cutoff_ms)
 
     return [
         (str(status.getPath().toString()), int(fs.getContentSummary(status.getPath()).getLength()))
         for status in fs.listStatus(path)
-        if status.isDirectory() and status.getPath().getName().startswith(STAGING_PREFIX)
-        and last_touched(status) < cutoff_ms
+        if status.isDirectory() and status.getPath().getName().startswith(STAGING_PREFIX) and stale(status)
     ]
+
+
+def _is_stale(folder_ms: int, tasks_ms: int, newest_file_ms: Callable[[], int | None], cutoff_ms: float) -> bool:
+    """Whether a staging folder was last touched before ``cutoff_ms``. Object stores (S3) keep no folder
+    times (0): there the newest file under it decides, and a folder with no file, whose age is unknown, is
+    never stale (a live write may not have committed a task yet).
+
+    >>> _is_stale(1_000, 0, lambda: None, cutoff_ms=5_000), _is_stale(1_000, 7_000, lambda: None, cutoff_ms=5_000)
+    (True, False)
+    >>> _is_stale(0, 0, lambda: 9_000, cutoff_ms=5_000), _is_stale(0, 0, lambda: 1_000, cutoff_ms=5_000)
+    (False, True)
+    >>> _is_stale(0, 0, lambda: None, cutoff_ms=5_000)
+    False
+    """
+    touched = max(folder_ms, tasks_ms)
+    if touched == 0:
+        newest = newest_file_ms()
+        if newest is None:
+            return False
+        touched = newest
+    return touched < cutoff_ms
 
 
 def remove_staging(spark: SparkSession, folders: list[tuple[str, int]]) -> None:
