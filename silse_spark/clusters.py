@@ -959,8 +959,7 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
         partition_dates,
         prune_partitions,
         read_partition,
-        remove_staging,
-        stale_staging,
+        tidy_staging,
     )
 
     started = time.monotonic()
@@ -1023,9 +1022,8 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
         pruned = {d for path in (config.clusters_path, config.summary_path)
                   for d in prune_partitions(spark, path, run_date, config.keep_days)}
         summary.pruned = sorted(pruned)
-    summary.staging = [f for path in (config.clusters_path, config.summary_path) for f in stale_staging(spark, path)]
-    if config.keep_days is not None:
-        remove_staging(spark, summary.staging)
+    summary.staging = tidy_staging(spark, [config.clusters_path, config.summary_path],
+                                   delete=config.keep_days is not None)
     if config.database:
         from silse_spark.catalog import MetastoreError, register_tables
 

@@ -47,8 +47,7 @@ from silse_spark.sources import (
     read_listing,
     read_local_contents,
     read_partition,
-    remove_staging,
-    stale_staging,
+    tidy_staging,
     write_night,
 )
 
@@ -148,9 +147,7 @@ def run_hash_job(spark: SparkSession, config: HashJobConfig) -> HashJobSummary:
     summary.files_read = counter.files
     if config.keep_days is not None:  # only once the night is written and read back
         summary.pruned = prune_partitions(spark, config.output, config.run_date, config.keep_days)
-    summary.staging = stale_staging(spark, config.output)
-    if config.keep_days is not None:
-        remove_staging(spark, summary.staging)
+    summary.staging = tidy_staging(spark, [config.output], delete=config.keep_days is not None)
     return summary
 
 

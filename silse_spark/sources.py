@@ -428,13 +428,17 @@ def _is_stale(folder_ms: int, tasks_ms: int, newest_file_ms: Callable[[], int | 
     return touched < cutoff_ms
 
 
-def remove_staging(spark: SparkSession, folders: list[tuple[str, int]]) -> None:
-    """Delete the folders :func:`stale_staging` found (``--keep-days``)."""
+def tidy_staging(spark: SparkSession, directories: list[str], delete: bool) -> list[tuple[str, int]]:
+    """The :func:`stale_staging` folders under each of ``directories``, deleted if ``delete`` (``--keep-days``)."""
+    folders = [found for directory in directories for found in stale_staging(spark, directory)]
+    if not delete:
+        return folders
     for folder, _ in folders:
         fs, path = hadoop_path(spark, folder)
         if not fs.delete(path, True):
             raise OSError(f"could not delete {folder} (a killed run's staging folder); check its permissions")
         log.info("deleted %s (a killed run's staging folder, untouched for %d h)", folder, STALE_STAGING_HOURS)
+    return folders
 
 
 def read_partition(spark: SparkSession, directory: str, run_date: str) -> DataFrame:
@@ -636,9 +640,9 @@ def read_listing(
     Returns ``(listing, local)`` with :data:`LISTING_COLUMNS` (a file that is
     listed but cannot be examined has null size and time), ``local`` true when
     every file is on the local (or a mounted shared) filesystem, so that
-    :func:`read_local_contents` can read them (its rows then already dealt over
-    :data:`READ_PARTITIONS_CONF` tasks, which examined them); ``None`` for an
-    avatar table, whose bytes are the input itself.
+    :func:`read_local_contents` can read them (the ``stat`` of a local listing
+    runs in :data:`READ_PARTITIONS_CONF` tasks); ``None`` for an avatar table,
+    whose bytes are the input itself.
     """
     if config.input_kind == "avatar_table":
         return None
