@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import SHORT_JVM_OPTS
 
 from silse_spark.config import HashJobConfig
 from silse_spark.hash_job import run_hash_job
@@ -65,7 +66,7 @@ def test_worker_killed_mid_job_gives_identical_output(
              "--conf", f"spark.executorEnv.{MODELS_DIR_ENV}={standin_models}",
              "--conf", "spark.ui.showConsoleProgress=false", "--conf", "spark.task.maxFailures=4",
              "--conf", "spark.silse.inferencePartitions=16",
-             "--conf", f"spark.executor.extraJavaOptions=-Dlog4j.configurationFile=file:{log4j}",
+             "--conf", f"spark.executor.extraJavaOptions=-Dlog4j.configurationFile=file:{log4j} {SHORT_JVM_OPTS}",
              str(REPO / "jobs" / "hash_all.py"), "--avatars", str(many_images),
              "--output", str(tmp_path / "cluster_out"), "--run-date", "2026-03-01"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
