@@ -806,11 +806,17 @@ def assign_stable_ids(clustered: DataFrame, previous: DataFrame | None, run_date
     )
 
 
-def summarise_clusters(clusters: DataFrame) -> DataFrame:
+def summarise_clusters(clusters: DataFrame, previous: DataFrame | None = None) -> DataFrame:
     """One row per cluster: ``cluster_id``, ``size``, ``distinct_codes``, ``methods``, the
     representative (the code most accounts share, ties to the smallest code, then the smallest
     account) as ``representative_twin_value`` and ``representative_path``, ``first_seen`` (the
-    date in the cluster id), two triage measures, and ``run_date``.
+    date in the cluster id), two triage measures, what changed since the previous night, and ``run_date``.
+
+    ``previous`` is the previous night's ``clusters`` (``cluster_id``, ``account_id``), ``None`` on the
+    first night. ``previous_size`` is the size of the same ``cluster_id`` that night (null: the cluster is
+    new tonight, or no night came before), and ``new_accounts`` counts the accounts that were not in it
+    that night (all of them for a new cluster), so the nightly review can start with the clusters that
+    appeared or grew instead of re-reading the ones already handled.
 
     ``representative_share`` is the share of the cluster's accounts whose code is the
     representative's; ``spread`` is the largest Hamming distance from the representative code to
@@ -839,21 +845,36 @@ def summarise_clusters(clusters: DataFrame) -> DataFrame:
     )
     methods = F.array_sort(F.array_distinct(F.flatten(F.collect_list(F.split("method", r"\+")))))
     distance = F.bit_count(F.col("twin_bits").bitwiseXOR(F.col("representative_bits")))
-    return (
-        clusters.join(representative, "cluster_id")
+    if previous is None:
+        members = clusters.withColumn("was_member", F.lit(None).cast("boolean"))
+        previous_sizes = None
+    else:
+        members = clusters.join(
+            previous.select("cluster_id", "account_id").withColumn("was_member", F.lit(True)),
+            ["cluster_id", "account_id"], "left",
+        )
+        previous_sizes = previous.groupBy("cluster_id").agg(F.count("*").alias("previous_size"))
+    summary = (
+        members.join(representative, "cluster_id")
         .groupBy("cluster_id", "run_date", "representative_twin_value", "representative_path", "representative_accounts")
         .agg(
             F.count("*").alias("size"),
             F.countDistinct("twin_bits").alias("distinct_codes"),
             methods.alias("methods"),
             F.max(distance).cast("int").alias("spread"),
+            F.count(F.when(F.col("was_member").isNull(), 1)).alias("new_accounts"),
         )
         .withColumn("first_seen", F.to_date(F.substring("cluster_id", 1, 10)))
         .withColumn("representative_share", F.round(F.col("representative_accounts") / F.col("size"), 3))
-        .select(
-            "cluster_id", "size", "distinct_codes", "methods", "representative_twin_value",
-            "representative_path", "first_seen", "representative_share", "spread", "run_date",
-        )
+    )
+    if previous_sizes is None:
+        summary = summary.withColumn("previous_size", F.lit(None).cast("long"))
+    else:
+        summary = summary.join(previous_sizes, "cluster_id", "left")
+    return summary.select(
+        "cluster_id", "size", "distinct_codes", "methods", "representative_twin_value",
+        "representative_path", "first_seen", "representative_share", "spread", "previous_size", "new_accounts",
+        "run_date",
     )
 
 
@@ -880,6 +901,10 @@ class ClusterJobSummary:
     clusters: int = 0
     clustered_accounts: int = 0
     inherited_ids: int = 0
+    new_accounts: int = 0
+    """Clustered accounts that were not in their cluster the previous night (all of them on the first)."""
+    changed_clusters: int = 0
+    """Clusters new tonight or joined by an account they did not have the previous night."""
     previous_run_date: str | None = None
     seconds: float = 0.0
     largest: list[tuple[str, int, int, str, str]] = field(default_factory=list)
@@ -913,6 +938,8 @@ class ClusterJobSummary:
             + (f" (each code's densest neighbour, of {self.radius_pairs} pairs)" if self.radius_rule == "densest" else ""),
             f"clusters             {self.clusters} ({self.clustered_accounts} accounts; "
             f"{self.inherited_ids} ids kept from {self.previous_run_date or 'no previous run'})",
+            f"new in their cluster {self.new_accounts} accounts, in {self.changed_clusters} clusters new or joined since "
+            f"{self.previous_run_date or 'no previous run'}",
             f"wall time            {self.seconds:.1f} s",
         ]
         if self.pruned is not None:
@@ -1010,7 +1037,7 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
     clusters = _persist(
         assign_stable_ids(clustered, previous, run_date).withColumn("run_date", F.lit(run_date))
     )
-    cluster_summary = _persist(summarise_clusters(clusters))
+    cluster_summary = _persist(summarise_clusters(clusters, previous))
 
     write_partition(
         clusters.select("cluster_id", "account_id", "twin_value", "twin_bits", "method", "cluster_size", "run_date"),
@@ -1038,10 +1065,12 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
             summary.registration_error = str(exc)
 
     totals = cluster_summary.agg(
-        F.count("*"), F.sum("size"), F.sum(F.col("cluster_id").startswith(run_date).cast("int"))
+        F.count("*"), F.sum("size"), F.sum(F.col("cluster_id").startswith(run_date).cast("int")),
+        F.sum("new_accounts"), F.count(F.when(F.col("new_accounts") > 0, 1)),
     ).collect()[0]
     summary.clusters, summary.clustered_accounts = int(totals[0]), int(totals[1] or 0)
     summary.inherited_ids = summary.clusters - int(totals[2] or 0)
+    summary.new_accounts, summary.changed_clusters = int(totals[3] or 0), int(totals[4] or 0)
     summary.largest = [
         (r["cluster_id"], r["size"], r["distinct_codes"], ",".join(r["methods"]), r["representative_path"])
         for r in cluster_summary.orderBy(F.desc("size"), "cluster_id").limit(largest).collect()

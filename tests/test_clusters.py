@@ -398,6 +398,14 @@ def test_ids_survive_nights_and_rerun_replaces(spark, tmp_path: Path) -> None:  
     seen = {r.cluster_id: r.first_seen for r in spark.read.parquet(str(out / "cluster_summary"))
             .where("run_date = '2026-01-02'").collect()}
     assert seen[first["x0"]] == dt.date(2026, 1, 1) and seen[second["w0"]] == dt.date(2026, 1, 2)
+    # What changed since night 1: x keeps 4 of its 6 accounts, z gains y's 3, the other two are new.
+    changes = {r.cluster_id: (r.previous_size, r.new_accounts) for r in spark.read.parquet(str(out / "cluster_summary"))
+               .where("run_date = '2026-01-02'").collect()}
+    assert changes == {first["x0"]: (6, 0), first["z0"]: (4, 3), second["x4"]: (None, 3), second["w0"]: (None, 3)}
+    assert (summary2.new_accounts, summary2.changed_clusters) == (9, 3)
+    assert "new in their cluster 9 accounts, in 3 clusters new or joined since 2026-01-01" in summary2.table()
+    night1 = spark.read.parquet(str(out / "cluster_summary")).where("run_date = '2026-01-01'").collect()
+    assert {(r.previous_size, r.new_accounts) for r in night1} == {(None, 6), (None, 3), (None, 4)}
 
     # Rerunning night 2: the same rows, no duplicates.
     before = spark.read.parquet(str(out / "clusters")).collect()
