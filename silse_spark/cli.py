@@ -204,7 +204,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_gallery(args: argparse.Namespace) -> int:
     try:
-        shown = write_gallery(Path(args.clusters), Path(args.hashes), Path(args.output), args.top, args.members)
+        shown = write_gallery(Path(args.clusters), Path(args.hashes), Path(args.output), args.top, args.members,
+                              args.changed)
     except GalleryError as exc:
         raise CliError(str(exc)) from exc
     print(f"wrote {shown} clusters to {args.output}")
@@ -236,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=50, help="how many of the largest clusters to show")
     p.add_argument("--members", type=int, default=DEFAULT_MEMBERS,
                    help="most accounts shown per cluster, one of each code first (default %(default)s)")
+    p.add_argument("--changed", action="store_true",
+                   help="only clusters new on the latest night or joined by accounts they did not have the night "
+                        "before, most new accounts first, those accounts marked and shown first")
     p.set_defaults(func=_cmd_gallery)
     p = sub.add_parser("models", help="list the registered model versions (--model values)")
     p.add_argument("--verify", action="store_true", help="check each weights file against its registered SHA-256")

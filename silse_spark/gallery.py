@@ -62,10 +62,26 @@ def _read(path: Path, run_date: str, what: str, needed: set[str], optional: froz
     return table.to_pandas()
 
 
-def _largest_clusters(clusters_dir: Path, run_date: str, top: int) -> list[str]:
+def _largest_clusters(clusters_dir: Path, run_date: str, top: int, changed: bool = False) -> list[str]:
     """Ids of the ``top`` largest clusters (ties by id), from ``cluster_summary`` (one row per cluster)
-    when the cluster job wrote it beside ``clusters``, else by counting the clusters table's rows."""
+    when the cluster job wrote it beside ``clusters``, else by counting the clusters table's rows.
+
+    With ``changed``, only clusters new that night or joined by accounts they did not have the night
+    before (``new_accounts > 0`` in ``cluster_summary``), the most new accounts first.
+    """
     summary = clusters_dir.parent / "cluster_summary"
+    if changed:
+        if not (summary / f"run_date={run_date}").is_dir():
+            raise GalleryError(f"--changed needs the cluster job's cluster_summary beside --clusters "
+                               f"({summary / f'run_date={run_date}'} does not exist)")
+        sizes = _read(summary, run_date, "cluster_summary", {"cluster_id", "size"}, {"new_accounts"})
+        if "new_accounts" not in sizes:
+            raise GalleryError(f"--changed: {summary} for {run_date} has no new_accounts column (written before "
+                               "2026-12-03); rerun jobs/detect_clusters.py for that date")
+        sizes = sizes[sizes.new_accounts > 0]
+        ranked = sizes.assign(_new=-sizes.new_accounts, _neg=-sizes["size"]).sort_values(
+            ["_new", "_neg", "cluster_id"], kind="stable")
+        return [str(c) for c in ranked.cluster_id.iloc[:top]]
     if (summary / f"run_date={run_date}").is_dir():
         sizes = _read(summary, run_date, "cluster_summary", {"cluster_id", "size"})
         sizes = sizes.rename(columns={"size": "n"})
@@ -77,9 +93,24 @@ def _largest_clusters(clusters_dir: Path, run_date: str, top: int) -> list[str]:
     return [str(c) for c in ranked.cluster_id.iloc[:top]]
 
 
+def _previous_members(clusters_dir: Path, run_date: str, cluster_ids: list[str]) -> set[tuple[str, str]] | None:
+    """``(cluster_id, account_id)`` of those clusters on the night before ``run_date`` that has clusters
+    (``None``: no such night), read for those clusters only."""
+    earlier = [d for d in run_dates(clusters_dir, "--clusters") if d < run_date]
+    if not earlier:
+        return None
+    rows = _read(clusters_dir, earlier[-1], "--clusters", {"cluster_id", "account_id"}, keep=("cluster_id", cluster_ids))
+    return set(zip(rows.cluster_id.astype(str), rows.account_id.astype(str), strict=True))
+
+
 def _shown(group: pd.DataFrame, mode: str, members: int) -> pd.DataFrame:
     """At most ``members`` rows of one cluster: one account of each code first (the common code, then the
-    others by distance to it and by how many accounts share them), then the rest by account id."""
+    others by distance to it and by how many accounts share them), then the rest by account id. With a
+    boolean column ``new``, the new accounts come first, in that order, then the others."""
+    if "new" in group and group.new.any() and not group.new.all():
+        new = _shown(group[group.new].drop(columns="new"), mode, members)
+        old = _shown(group[~group.new].drop(columns="new"), mode, members)
+        return pd.concat([new.assign(new=True), old.assign(new=False)]).iloc[:members]
     group = group.sort_values("account_id", kind="stable")
     counts = group.twin_value.value_counts()
     firsts = group.drop_duplicates("twin_value").assign(
@@ -121,20 +152,30 @@ DEFAULT_MEMBERS = 40
 thumbnails (a 20,000-account cluster took 56 s and made a 99 MB page before this bound; 2026-12-03)."""
 
 
-def load_clusters(clusters_dir: Path, hashes_dir: Path, top: int, members: int = DEFAULT_MEMBERS) -> list[dict[str, Any]]:
+def load_clusters(clusters_dir: Path, hashes_dir: Path, top: int, members: int = DEFAULT_MEMBERS,
+                  changed: bool = False) -> list[dict[str, Any]]:
     """The ``top`` largest clusters of the latest run, up to ``members`` of each joined to their image paths.
 
     Only those clusters' rows are read from the clusters table, and only their shown accounts' rows from
-    the hashes table of the same night.
+    the hashes table of the same night. With ``changed``, the clusters new that night or joined by new
+    accounts (see :func:`_largest_clusters`), each account marked ``new`` when it was not in the cluster
+    the night before, and the new accounts shown first.
     """
     if top < 1 or members < 1:
         raise GalleryError(f"--top and --members must be at least 1 (got {top} and {members})")
     run_date = run_dates(clusters_dir, "--clusters")[-1]
-    largest = _largest_clusters(clusters_dir, run_date, top)
+    largest = _largest_clusters(clusters_dir, run_date, top, changed)
+    if changed and not largest:
+        log.info("no cluster is new or joined by new accounts on %s", run_date)
+        return []
     clusters = _read(clusters_dir, run_date, "--clusters", {"cluster_id", "account_id", "twin_value"}, {"method"},
                      keep=("cluster_id", largest))
     if clusters.empty:
         raise GalleryError(f"--clusters {clusters_dir}: the latest partition holds no clusters")
+    if changed:
+        before = _previous_members(clusters_dir, run_date, largest) or set()
+        clusters["new"] = [(str(c), str(a)) not in before
+                           for c, a in zip(clusters.cluster_id, clusters.account_id, strict=True)]
     hash_dates = run_dates(hashes_dir, "--hashes")
     hash_date = run_date if run_date in hash_dates else hash_dates[-1]
     if hash_date != run_date:
@@ -162,31 +203,40 @@ def load_clusters(clusters_dir: Path, hashes_dir: Path, top: int, members: int =
             if path not in thumbnails:
                 thumbnails[path] = thumbnail_data_uri(path)
             cards.append({"account_id": str(row.account_id), "twin_value": str(row.twin_value),
-                          "distance": hamming_distance(str(row.twin_value), mode), "image": thumbnails[path]})
-        out.append({"cluster_id": cluster_id, "size": len(group), "codes": int(group.twin_value.nunique()),
-                    "methods": methods, "members": cards})
+                          "distance": hamming_distance(str(row.twin_value), mode), "image": thumbnails[path],
+                          "new": bool(getattr(row, "new", False))})
+        cluster = {"cluster_id": cluster_id, "size": len(group), "codes": int(group.twin_value.nunique()),
+                   "methods": methods, "members": cards}
+        if changed:
+            cluster["new"] = int(group.new.sum())
+        out.append(cluster)
     return out
 
 
-def render_gallery(clusters: list[dict[str, Any]], title: str = "silse clusters") -> str:
-    """The HTML page (a string) for clusters from :func:`load_clusters`."""
+def render_gallery(clusters: list[dict[str, Any]], title: str = "silse clusters", changed: bool = False) -> str:
+    """The HTML page (a string) for clusters from :func:`load_clusters` (``changed``: theirs with ``changed``)."""
     rows = []
     for c in clusters:
         cards = ""
         for m in c["members"]:
             img = (f'<img alt="{html.escape(m["account_id"])}" src="{m["image"]}">' if m["image"]
                    else '<div class="noimg">no image</div>')
-            cards += (f'<figure class="m">{img}<figcaption>{html.escape(m["account_id"])}<br>'
+            badge = ' <b class="new">new</b>' if m.get("new") else ""
+            cards += (f'<figure class="m">{img}<figcaption>{html.escape(m["account_id"])}{badge}<br>'
                       f'<code>{m["twin_value"]}</code> d={m["distance"]}</figcaption></figure>')
         if len(c["members"]) < c["size"]:
             cards += (f'<p class="more">showing {len(c["members"])} of {c["size"]} accounts: one of each code '
                       "first, then by account id</p>")
+        new_cell = f'<td>{c["new"]}</td>' if changed else ""
         rows.append(
             f'<tr class="cluster" data-size="{c["size"]}"><td>{html.escape(c["cluster_id"])}</td>'
-            f'<td>{c["size"]}</td><td>{c["codes"]}</td><td>{html.escape(", ".join(c["methods"]))}</td>'
+            f'<td>{c["size"]}</td>{new_cell}<td>{c["codes"]}</td><td>{html.escape(", ".join(c["methods"]))}</td>'
             f'<td class="members">{cards}</td></tr>'
         )
     body = "\n".join(rows)
+    new_header = "<th>new accounts</th>" if changed else ""
+    new_note = (" Only clusters new tonight or joined by accounts they did not have the night before; "
+                "<b>new</b> marks those accounts.") if changed else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -195,12 +245,14 @@ table {{ border-collapse: collapse; width: 100%; }}
 th, td {{ border-bottom: 1px solid #ccc; padding: 4px; vertical-align: top; text-align: left; }}
 th {{ cursor: pointer; background: #f3f3f3; }}
 figure.m {{ display: inline-block; margin: 2px; width: {THUMBNAIL + 24}px; font-size: 10px; text-align: center; }}
+b.new {{ color: #b00; }}
 figure.m img, .noimg {{ width: {THUMBNAIL}px; height: {THUMBNAIL}px; border: 1px solid #ddd; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p id="summary">{len(clusters)} clusters, {sum(c["size"] for c in clusters)} accounts. Click a header to sort.
-d = Hamming distance to the cluster's most common twin value.</p>
-<table id="clusters"><thead><tr><th>cluster</th><th>accounts</th><th>codes</th><th>methods</th><th>members</th></tr></thead>
+d = Hamming distance to the cluster's most common twin value.{new_note}</p>
+<table id="clusters"><thead><tr><th>cluster</th><th>accounts</th>{new_header}<th>codes</th><th>methods</th>
+<th>members</th></tr></thead>
 <tbody>
 {body}
 </tbody></table>
@@ -221,10 +273,11 @@ document.querySelectorAll('#clusters th').forEach((th, col) => th.addEventListen
 
 
 def write_gallery(clusters_dir: Path, hashes_dir: Path, output: Path, top: int = 50,
-                  members: int = DEFAULT_MEMBERS) -> int:
+                  members: int = DEFAULT_MEMBERS, changed: bool = False) -> int:
     """Write the gallery page; returns the number of clusters shown."""
-    clusters = load_clusters(clusters_dir, hashes_dir, top, members)
+    clusters = load_clusters(clusters_dir, hashes_dir, top, members, changed)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_gallery(clusters), encoding="utf-8")
+    title = "silse clusters: new or joined since the previous night" if changed else "silse clusters"
+    output.write_text(render_gallery(clusters, title, changed), encoding="utf-8")
     log.info("wrote %d clusters to %s", len(clusters), output)
     return len(clusters)

@@ -125,3 +125,55 @@ def test_gallery_shows_a_bounded_sample_of_a_large_cluster(tmp_path: Path, demo_
     assert ">t<" in page.read_text() and ">s<" not in page.read_text()
     with pytest.raises(GalleryError, match="--top and --members must be at least 1"):
         write_gallery(tmp_path / "clusters", tmp_path / "hashes", page, members=0)
+
+
+def test_changed_gallery_shows_new_and_joined_clusters_with_their_new_accounts_first(
+    tmp_path: Path, demo_avatar_paths: list[Path]
+) -> None:
+    """--changed: only clusters new on the latest night or joined by accounts, most new accounts first, and in
+    each the accounts it did not have the night before, marked and shown first."""
+    nights = {
+        "2026-01-01": [("c0", "a1", "aaaaaaaaaaaa"), ("c0", "a2", "aaaaaaaaaaaa"), ("c0", "a3", "aaaaaaaaaaab"),
+                       ("c1", "b1", "bbbbbbbbbbbb"), ("c1", "b2", "bbbbbbbbbbbb"), ("c1", "b3", "bbbbbbbbbbbb")],
+        # c0 is joined by z9 (shown first though its id sorts last), c1 is unchanged, c2 is new.
+        "2026-01-02": [("c0", "a1", "aaaaaaaaaaaa"), ("c0", "a2", "aaaaaaaaaaaa"), ("c0", "a3", "aaaaaaaaaaab"),
+                       ("c0", "z9", "aaaaaaaaaaaa"),
+                       ("c1", "b1", "bbbbbbbbbbbb"), ("c1", "b2", "bbbbbbbbbbbb"), ("c1", "b3", "bbbbbbbbbbbb"),
+                       ("c2", "d1", "dddddddddddd"), ("c2", "d2", "dddddddddddd"), ("c2", "d3", "dddddddddddd")],
+    }
+    summaries = {"2026-01-01": None, "2026-01-02": {"c0": (4, 1), "c1": (3, 0), "c2": (3, 3)}}
+    for night, rows in nights.items():
+        frames = {
+            "clusters": pd.DataFrame({"cluster_id": [c for c, _, _ in rows], "account_id": [a for _, a, _ in rows],
+                                      "twin_value": [v for _, _, v in rows], "method": "exact"}),
+            "hashes": pd.DataFrame({"account_id": [a for _, a, _ in rows],
+                                    "path": [str(demo_avatar_paths[i % 3]) for i in range(len(rows))]}),
+        }
+        if summaries[night]:
+            frames["cluster_summary"] = pd.DataFrame({
+                "cluster_id": list(summaries[night]), "size": [s for s, _ in summaries[night].values()],
+                "new_accounts": [n for _, n in summaries[night].values()]})
+        for name, frame in frames.items():
+            (tmp_path / name / f"run_date={night}").mkdir(parents=True)
+            frame.to_parquet(tmp_path / name / f"run_date={night}" / "part-0.parquet")
+    page = tmp_path / "changed.html"
+    assert cli.main(["gallery", "--clusters", str(tmp_path / "clusters"), "--hashes", str(tmp_path / "hashes"),
+                     "--output", str(page), "--changed"]) == 0
+    text = page.read_text()
+    rows = text.split('<tr class="cluster"')[1:]
+    assert [re.search(r"<td>(c\d)</td><td>(\d+)</td><td>(\d+)</td>", r).groups() for r in rows] == [
+        ("c2", "3", "3"), ("c0", "4", "1")]  # c1 gained nobody: not shown
+    assert "<th>new accounts</th>" in text
+    shown_c0 = re.findall(r"<figcaption>(\w+)( <b class=\"new\">new</b>)?<br>", rows[1])
+    assert shown_c0 == [("z9", ' <b class="new">new</b>'), ("a1", ""), ("a3", ""), ("a2", "")]
+    assert text.count('<b class="new">') == 4  # z9 and the three accounts of the new cluster
+    # Without --changed the page is as before: every cluster, no "new" column or mark.
+    write_gallery(tmp_path / "clusters", tmp_path / "hashes", page)
+    plain = page.read_text()
+    assert plain.count('<tr class="cluster"') == 3 and '<b class="new">' not in plain and "new accounts" not in plain
+    # A summary written before the columns existed: say so and how to fix it.
+    (tmp_path / "cluster_summary" / "run_date=2026-01-02" / "part-0.parquet").unlink()
+    pd.DataFrame({"cluster_id": ["c0"], "size": [4]}).to_parquet(
+        tmp_path / "cluster_summary" / "run_date=2026-01-02" / "part-0.parquet")
+    with pytest.raises(GalleryError, match="no new_accounts column.*rerun jobs/detect_clusters.py"):
+        write_gallery(tmp_path / "clusters", tmp_path / "hashes", page, changed=True)
