@@ -994,7 +994,7 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
     for path in (config.clusters_path, config.summary_path):
         check_output_directory(spark, path, f"--output {config.output}")
     run_date = choose_run_date(spark, config)
-    hashes = read_partition(spark, config.hashes, run_date)
+    hashes = read_partition(spark, config.hashes, run_date, "--hashes")
     require_hash_columns(hashes.columns, ["account_id", "path", "twin_value", "twin_bits", "status", "model_version"],
                          "--hashes", config.hashes)
     counted = [(row["status"], row["model_version"], row["count"])
@@ -1033,7 +1033,7 @@ def run_cluster_job(spark: SparkSession, config: ClusterJobConfig, largest: int 
     clustered = cluster_accounts(accounts, links, config)
     earlier = [d for d in partition_dates(spark, config.clusters_path) if d < run_date]
     summary.previous_run_date = earlier[-1] if earlier else None
-    previous = read_partition(spark, config.clusters_path, earlier[-1]) if earlier else None
+    previous = read_partition(spark, config.clusters_path, earlier[-1], "--output") if earlier else None
     clusters = _persist(
         assign_stable_ids(clustered, previous, run_date).withColumn("run_date", F.lit(run_date))
     )

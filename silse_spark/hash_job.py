@@ -107,7 +107,7 @@ def read_previous(spark: SparkSession, directory: str, run_date: str) -> DataFra
         return None
     latest = earlier[-1]
     log.info("reusing codes from %s (run_date=%s)", directory, latest)
-    previous = read_partition(spark, directory, latest)
+    previous = read_partition(spark, directory, latest, "--previous")
     require_hash_columns(previous.columns, ["model_version", *REUSED_COLUMNS], "--previous", directory)
     return previous
 

@@ -441,9 +441,27 @@ def tidy_staging(spark: SparkSession, directories: list[str], delete: bool) -> l
     return folders
 
 
-def read_partition(spark: SparkSession, directory: str, run_date: str) -> DataFrame:
-    """One ``run_date`` partition of a Parquet table, with its ``run_date`` column; only its folder is read."""
-    return spark.read.option("basePath", directory).parquet(f"{directory.rstrip('/')}/run_date={run_date}")
+def read_partition(spark: SparkSession, directory: str, run_date: str, what: str | None = None) -> DataFrame:
+    """One ``run_date`` partition of a Parquet table, with its ``run_date`` column; only its folder is read.
+
+    With ``what`` (the option that named ``directory``, e.g. ``--hashes``), a partition Spark cannot read
+    (a file that is not Parquet, a type Spark does not read such as pandas' nanosecond timestamps) is a
+    :class:`ConfigError` naming the folder and Spark's reason, not a stack trace.
+    """
+    from pyspark.errors import AnalysisException
+
+    folder = f"{directory.rstrip('/')}/run_date={run_date}"
+    try:
+        return spark.read.option("basePath", directory).parquet(folder)
+    except AnalysisException as exc:
+        if what is None:
+            raise
+        reason = str(exc).strip().splitlines()[0][:500]
+        raise ConfigError(
+            f"{what} {folder} cannot be read as a table written by this project's jobs: {reason}. Point {what} at the "
+            "jobs' output; a night rewritten by another tool must keep their Parquet types (timestamps in "
+            "microseconds: pandas' to_parquet(..., coerce_timestamps='us'))"
+        ) from exc
 
 
 def _check_avatar_dir(spark: SparkSession, directory: str) -> None:

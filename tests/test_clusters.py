@@ -485,3 +485,10 @@ def test_missing_hashes_or_date_is_a_configuration_error(spark, tmp_path: Path) 
     with pytest.raises(ConfigError, match="is under .*cluster_summary, which is a file"):
         run_cluster_job(spark, ClusterJobConfig(hashes, str(tmp_path / "taken" / "cluster_summary" / "x"),
                                                 database=None))
+    # A night rewritten by pandas (nanosecond timestamps, which Spark does not read): the folder and the fix.
+    part = Path(write_hashes(tmp_path / "rewritten", "2026-01-01", [("a", EXACT)])) / "run_date=2026-01-01"
+    frame = pq.read_table(part / "part-0.parquet").to_pandas()
+    frame.astype({"hashed_at": "datetime64[ns]"}).to_parquet(part / "part-0.parquet")
+    with pytest.raises(ConfigError, match=r"--hashes .*run_date=2026-01-01 cannot be read as a table written by "
+                                          r"this project's jobs: .*PARQUET_TYPE_ILLEGAL.*coerce_timestamps='us'"):
+        run_cluster_job(spark, ClusterJobConfig(str(tmp_path / "rewritten"), str(tmp_path / "o4"), database=None))
