@@ -448,15 +448,17 @@ def read_partition(spark: SparkSession, directory: str, run_date: str, what: str
     (a file that is not Parquet, a type Spark does not read such as pandas' nanosecond timestamps) is a
     :class:`ConfigError` naming the folder and Spark's reason, not a stack trace.
     """
+    from py4j.protocol import Py4JJavaError
     from pyspark.errors import AnalysisException
 
     folder = f"{directory.rstrip('/')}/run_date={run_date}"
     try:
         return spark.read.option("basePath", directory).parquet(folder)
-    except AnalysisException as exc:
+    except (AnalysisException, Py4JJavaError) as exc:  # a bad type; a footer Spark's schema job could not read
         if what is None:
             raise
-        reason = str(exc).strip().splitlines()[0][:500]
+        message = exc.java_exception.toString() if isinstance(exc, Py4JJavaError) else str(exc)
+        reason = message.strip().splitlines()[0][:500].rstrip(".")
         raise ConfigError(
             f"{what} {folder} cannot be read as a table written by this project's jobs: {reason}. Point {what} at the "
             "jobs' output; a night rewritten by another tool must keep their Parquet types (timestamps in "

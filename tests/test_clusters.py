@@ -492,3 +492,6 @@ def test_missing_hashes_or_date_is_a_configuration_error(spark, tmp_path: Path) 
     with pytest.raises(ConfigError, match=r"--hashes .*run_date=2026-01-01 cannot be read as a table written by "
                                           r"this project's jobs: .*PARQUET_TYPE_ILLEGAL.*coerce_timestamps='us'"):
         run_cluster_job(spark, ClusterJobConfig(str(tmp_path / "rewritten"), str(tmp_path / "o4"), database=None))
+    (part / "part-0.parquet").write_text("account_id,twin_value\na,0123456789ab\n")  # a CSV with a Parquet name
+    with pytest.raises(ConfigError, match=r"run_date=2026-01-01 cannot be read .*CANNOT_READ_FILE_FOOTER"):
+        run_cluster_job(spark, ClusterJobConfig(str(tmp_path / "rewritten"), str(tmp_path / "o4"), database=None))
