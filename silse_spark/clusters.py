@@ -938,7 +938,8 @@ class ClusterJobSummary:
             + (f" (each code's densest neighbour, of {self.radius_pairs} pairs)" if self.radius_rule == "densest" else ""),
             f"clusters             {self.clusters} ({self.clustered_accounts} accounts; "
             f"{self.inherited_ids} ids kept from {self.previous_run_date or 'no previous run'})",
-            f"new in their cluster {self.new_accounts} accounts, in {self.changed_clusters} clusters new or joined since "
+            f"new in their cluster {self.new_accounts} accounts, in {self.changed_clusters} "
+            f"cluster{'' if self.changed_clusters == 1 else 's'} new or joined since "
             f"{self.previous_run_date or 'no previous run'}",
             f"wall time            {self.seconds:.1f} s",
         ]
