@@ -78,18 +78,14 @@ def _largest_clusters(clusters_dir: Path, run_date: str, top: int, changed: bool
         if "new_accounts" not in sizes:
             raise GalleryError(f"--changed: {summary} for {run_date} has no new_accounts column (written before "
                                "2026-12-03); rerun jobs/detect_clusters.py for that date")
-        sizes = sizes[sizes.new_accounts > 0]
-        ranked = sizes.assign(_new=-sizes.new_accounts, _neg=-sizes["size"]).sort_values(
-            ["_new", "_neg", "cluster_id"], kind="stable")
-        return [str(c) for c in ranked.cluster_id.iloc[:top]]
-    if (summary / f"run_date={run_date}").is_dir():
-        sizes = _read(summary, run_date, "cluster_summary", {"cluster_id", "size"})
-        sizes = sizes.rename(columns={"size": "n"})
+        sizes, keys = sizes[sizes.new_accounts > 0], ["new_accounts", "size"]
+    elif (summary / f"run_date={run_date}").is_dir():
+        sizes, keys = _read(summary, run_date, "cluster_summary", {"cluster_id", "size"}), ["size"]
     else:
         log.info("no cluster_summary for %s beside %s; counting the clusters' rows", run_date, clusters_dir)
         sizes = _read(clusters_dir, run_date, "--clusters", {"cluster_id"}).value_counts("cluster_id")
-        sizes = sizes.rename("n").reset_index()
-    ranked = sizes.assign(_neg=-sizes["n"]).sort_values(["_neg", "cluster_id"], kind="stable")
+        sizes, keys = sizes.rename("size").reset_index(), ["size"]
+    ranked = sizes.sort_values([*keys, "cluster_id"], ascending=[False] * len(keys) + [True], kind="stable")
     return [str(c) for c in ranked.cluster_id.iloc[:top]]
 
 
