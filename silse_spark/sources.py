@@ -454,9 +454,9 @@ def read_partition(spark: SparkSession, directory: str, run_date: str, what: str
     folder = f"{directory.rstrip('/')}/run_date={run_date}"
     try:
         return spark.read.option("basePath", directory).parquet(folder)
-    except (AnalysisException, Py4JJavaError) as exc:  # a bad type; a footer Spark's schema job could not read
-        if what is None:
-            raise
+    except (AnalysisException, Py4JJavaError) as exc:  # a bad type; a file that is not Parquet
+        if what is None or (isinstance(exc, Py4JJavaError) and not _not_parquet(exc.java_exception)):
+            raise  # an I/O failure (a lost connection, a permission) is not the input's fault: exit 1, as before
         message = exc.java_exception.toString() if isinstance(exc, Py4JJavaError) else str(exc)
         reason = message.strip().splitlines()[0][:500].rstrip(".")
         raise ConfigError(
@@ -464,6 +464,15 @@ def read_partition(spark: SparkSession, directory: str, run_date: str, what: str
             "jobs' output; a night rewritten by another tool must keep their Parquet types (timestamps in "
             "microseconds: pandas' to_parquet(..., coerce_timestamps='us'))"
         ) from exc
+
+
+def _not_parquet(error: Any) -> bool:
+    """Whether a Java exception or one of its causes says a file is not Parquet (Parquet's footer check)."""
+    while error is not None:
+        if "is not a Parquet file" in str(error.getMessage() or ""):
+            return True
+        error = error.getCause()
+    return False
 
 
 def _check_avatar_dir(spark: SparkSession, directory: str) -> None:
