@@ -60,8 +60,9 @@ run: clusters
 # Tests run in TEST_WORKERS processes (pytest-xdist), one test file per process at a time: each
 # process has its own local[2] Spark session; on CI's 2 cores, 2 processes fill the time one
 # spends waiting on JVM starts and subprocess jobs (measured: 706 s -> 570 s). TEST_WORKERS=0 runs serially.
-# More processes do not help on 2 cores (2026-12-03: 3 took 767 s against 737 s, CPU 98% busy); the tests'
-# short-lived JVMs run with C1 only (tests/conftest.py SHORT_JVM_OPTS: 737 -> 586 s).
+# More processes do not help on 2 cores (2026-12-03, `pytest -n 3 --dist loadfile tests` beside `vmstat 5`:
+# 767 s against 737 s with -n 2, CPU 98% busy); the tests' short-lived JVMs run with C1 only
+# (tests/conftest.py SHORT_JVM_OPTS: 737 -> 586 s).
 TEST_WORKERS ?= 2
 test: venv
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests

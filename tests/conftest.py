@@ -39,8 +39,10 @@ SHORT_JVM_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 """Java options for the short-lived JVMs the tests start (``spark-submit``, ``spark-sql``) through
 ``SPARK_SUBMIT_OPTS``, and for the standalone test's daemons and executors: compiling with C1 only and a
 serial collector, a ``spark-submit`` of the hash job over one file took 19.6 s of CPU against 36-37 s, and
-20.5 s of wall against 25-26 s (pytest on 2 workers: 737 -> 586 s). The tests check behaviour, which a JIT
-tier does not change; the session's own JVM (below) runs for minutes of jobs and keeps the default."""
+20.5 s of wall against 25-26 s (``/usr/bin/time .venv/bin/spark-submit --driver-java-options "OPTS"
+jobs/hash_all.py --avatars DIR ...``, 2026-12-03); pytest as ``make test`` runs it, 737 -> 586 s. The tests check
+behaviour, which a JIT tier does not change; the session's own JVM (below) runs for minutes of jobs and keeps
+the default."""
 _SUBMIT_OPTS_SET_BY_TESTS = "SPARK_SUBMIT_OPTS" not in os.environ
 os.environ.setdefault("SPARK_SUBMIT_OPTS", SHORT_JVM_OPTS)
 os.environ.setdefault("SPARK_DAEMON_JAVA_OPTS", SHORT_JVM_OPTS)  # a standalone cluster's Master and Workers
