@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated image formats to decode, as Pillow detects them from the content "
                         "(default: %(default)s); others get status unsupported_format")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
-                        help="largest width x height decoded (default: %(default)s); larger images get too_large")
+                        help="largest width x height decoded (default: %(default)s), and no side longer than 4 x its "
+                        "square root (16384 at the default); larger images get too_large")
     parser.add_argument("--keep-days", type=int, default=None, metavar="D",
                         help="after writing, delete --output's nights more than D days older than --run-date "
                         "(default: keep every night; each night holds every account again)")

@@ -128,6 +128,7 @@ def main() -> None:
     save(base, "bmp_image.bmp", format="BMP")
     save(Image.new("RGB", (1, 1), (10, 200, 30)), "one_pixel.png")
     save(_pattern(96).resize((600, 6)), "wide.png")
+    save(Image.new("L", (1, 20000), 40), "strip.png")  # within the pixel limit, longer than max_side allows
     good_png = (OUT / "rgb.png").read_bytes()
     (OUT / "truncated.png").write_bytes(good_png[: len(good_png) // 2])
     good_jpg = (OUT / "upright.jpg").read_bytes()

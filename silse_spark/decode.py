@@ -12,9 +12,10 @@ Steps, in order:
    (:mod:`silse_spark.containers`: Pillow parses those one at a time in Python).
    Pillow then opens the header only; the format is detected from the content,
    not the file name. Formats outside ``allowed_formats`` -> ``unsupported_format``.
-3. Width x height above ``max_pixels`` -> ``too_large`` (checked before any
-   pixel is decoded; Pillow's own decompression-bomb warning is raised as an
-   error too).
+3. Width x height above ``max_pixels``, or a longer side above
+   :func:`max_side` (4 x its square root: strips) -> ``too_large`` (checked
+   before any pixel is decoded; Pillow's own decompression-bomb warning is
+   raised as an error too).
 4. The first frame of an animation; EXIF orientation applied; any mode
    (palette, grey, 16-bit, CMYK, with or without alpha) converted to RGB with
    transparency composited on white.
@@ -44,12 +45,13 @@ Example
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from silse_spark.containers import structure_error
 from silse_spark.framing import check_framing, frame
@@ -82,6 +84,15 @@ DEFAULT_MAX_PIXELS = 16_777_216
 """Largest accepted width x height (4096 x 4096): generous for avatars, small enough
 that one decode stays under ~70 MB of memory."""
 
+MAX_SIDE_PER_ROOT = 4
+"""The longer side may be at most this many times the square root of ``max_pixels`` (16,384 at the default).
+
+The pixel limit is an area, and a strip of that area costs far more than a square: Pillow keeps one row pointer
+per line in each copy of an image, so a 1x16,777,216 PNG (32 KB, any content) took 1.5 s and 736 MiB of
+resident memory to decode, a transparent one (80 KB) 2.2 s and 1.06 GiB, against 0.3 s and 64 MiB for a
+4096x4096 one (``decode_avatar``, one process per file, 2026-12-03; docs/reliability.md). No avatar is 16,384
+pixels long."""
+
 DEFAULT_ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP"})
 """Formats decoded by default, as Pillow names them after sniffing the content."""
 
@@ -107,6 +118,15 @@ class DecodedAvatar:
     width: int | None = None
     height: int | None = None
     format: str | None = None
+
+
+def max_side(max_pixels: int) -> int:
+    """The longest side :func:`decode_avatar` accepts under ``max_pixels``: ``MAX_SIDE_PER_ROOT`` x its square root.
+
+    >>> max_side(DEFAULT_MAX_PIXELS), max_side(1024 * 1024)
+    (16384, 4096)
+    """
+    return MAX_SIDE_PER_ROOT * math.isqrt(max(max_pixels, 0))
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -136,27 +156,63 @@ def _accepts(accept: object, prefix: bytes) -> bool:
         return False
 
 
+GREY_BLOCK = 1 << 20
+"""Pixels converted at a time from 16/32-bit grey to 8 bits: the float64 working copy of a 4096x4096 image
+would be 128 MiB, and three of them were alive at once (448 MiB more resident memory for a 41 KB file)."""
+
+
+def _grey8(values: np.ndarray, top: float | None) -> np.ndarray:
+    """``values`` as float64, divided by ``top`` and times 255 (unless ``top`` is None), clipped to 0..255 and
+    rounded, as uint8: computed in blocks of rows of about ``GREY_BLOCK`` pixels, each exactly as on the whole."""
+    grey = np.empty(values.shape, np.uint8)
+    rows = max(1, GREY_BLOCK // max(values.shape[1], 1))
+    for start in range(0, values.shape[0], rows):
+        block = values[start : start + rows].astype(np.float64)
+        if top is not None:
+            block = block / top * 255.0
+        grey[start : start + rows] = np.clip(block, 0, 255).round()
+    return grey
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode -> RGB, alpha composited on white."""
+    """Any Pillow mode -> RGB, alpha composited on white; ``img`` itself when it is RGB already (no copy)."""
     mode = img.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16/32-bit grey: scale to 8 bits by the type's range instead of clipping.
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img)
         top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        grey = np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
+        return Image.fromarray(_grey8(arr, top), "L").convert("RGB")
     if mode == "F":
-        grey = np.clip(np.asarray(img, dtype=np.float64), 0, 255).round().astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
+        return Image.fromarray(_grey8(np.asarray(img), None), "L").convert("RGB")
     if mode == "P" or mode == "PA" or (mode in ("L", "RGB") and "transparency" in img.info):
         img = img.convert("RGBA")
     elif mode == "LA":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "RGBa"):
+        rgba = img if img.mode == "RGBA" else img.convert("RGBA")
         background = Image.new("RGB", img.size, WHITE)
-        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
+        background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+_TURNING_ORIENTATIONS = frozenset(range(2, 9))
+"""EXIF orientations that flip or turn the stored pixels (1 is upright)."""
+
+
+def oriented_rgb(img: Image.Image) -> Image.Image:
+    """A loaded image turned upright by its EXIF orientation, as RGB (:func:`_to_rgb`); malformed EXIF is ignored.
+
+    No full-size copy is made where nothing changes: ``ImageOps.exif_transpose``
+    copies an image it does not turn, and at 4096x4096 each copy is 64 MiB. The
+    result may be ``img`` itself, so it lives only as long as ``img`` does.
+    """
+    try:
+        turned = img.getexif().get(ExifTags.Base.Orientation, 1) in _TURNING_ORIENTATIONS
+        oriented = ImageOps.exif_transpose(img) if turned else img
+    except Exception:  # noqa: BLE001 - malformed EXIF must not lose an otherwise good image
+        oriented = img
+    return _to_rgb(oriented)  # type: ignore[arg-type]
 
 
 def decode_avatar(
@@ -210,6 +266,15 @@ def decode_avatar(
                         f"{max_pixels} pixels (max_pixels)",
                         width=width, height=height, format=fmt,
                     )
+                longest = max_side(max_pixels)
+                if max(width, height) > longest:
+                    return DecodedAvatar(
+                        STATUS_TOO_LARGE,
+                        f"image is {width}x{height}; its longer side is above {longest} pixels "
+                        f"({MAX_SIDE_PER_ROOT} x the square root of max_pixels): a strip this long costs a square "
+                        "image's time and memory many times over",
+                        width=width, height=height, format=fmt,
+                    )
                 img.seek(0)
                 if fmt in ("JPEG", "MPO"):
                     scans = raw.count(SOS_MARKER)
@@ -223,11 +288,7 @@ def decode_avatar(
                 if fmt == "JPEG":
                     img.draft("RGB", (2 * size, 2 * size))
                 img.load()
-                try:
-                    oriented = ImageOps.exif_transpose(img)
-                except Exception:  # malformed EXIF must not lose an otherwise good image
-                    oriented = img
-                rgb = _to_rgb(oriented)
+                rgb = oriented_rgb(img)
                 resized = frame(rgb, size, RESAMPLE, framing)
                 pixels = np.asarray(resized, dtype=np.uint8).copy()
     except Image.DecompressionBombError as exc:

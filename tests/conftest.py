@@ -27,7 +27,7 @@ HOSTILE_STATUS = {
     "bomb.png": "too_large", "huge_header.jpg": "too_large", "text_bomb.png": "decode_error",
     "tiff_image.tif": "unsupported_format", "multipage.tif": "unsupported_format",
     "bmp_image.bmp": "unsupported_format", "scan_bomb.jpg": "too_large",
-    "fill_bomb.jpg": "too_large",
+    "fill_bomb.jpg": "too_large", "strip.png": "too_large",
 }
 """Expected status of every file in tests/data/hostile (scripts/make_test_images.py)."""
 

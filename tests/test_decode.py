@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -11,12 +13,14 @@ import pytest
 from conftest import HOSTILE_STATUS
 from PIL import Image
 
+from silse_spark import decode as decode_module
 from silse_spark.decode import (
     STATUS_OK,
     STATUS_TOO_LARGE,
     STATUS_UNSUPPORTED,
     decode_avatar,
     decode_file,
+    max_side,
 )
 from silse_spark.framing import FRAMINGS
 from silse_spark.variations import encode
@@ -191,3 +195,60 @@ def test_disallowed_parsers_never_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TiffImagePlugin.TiffImageFile, "_open", explode)
     result = decode("tiff_image.tif")
     assert result.status == STATUS_UNSUPPORTED and result.format == "TIFF"
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_longer_side_is_bounded_exactly() -> None:
+    # max_pixels 10,000 -> max_side 400: a 1x400 strip decodes, 1x401 and 401x1 are refused from the header.
+    assert max_side(10_000) == 400
+    assert decode_avatar(_png(Image.new("L", (1, 400), 90)), max_pixels=10_000).status == STATUS_OK
+    for size in ((1, 401), (401, 1)):
+        refused = decode_avatar(_png(Image.new("L", size, 90)), max_pixels=10_000)
+        assert refused.status == STATUS_TOO_LARGE and refused.pixels is None
+        assert "longer side is above 400 pixels" in (refused.error or "")
+        assert (refused.width, refused.height) == size
+    # The default limit: a strip 16,385 pixels long is refused, 16,384 is decoded.
+    assert decode_avatar(_png(Image.new("L", (2, 16_385), 90))).status == STATUS_TOO_LARGE
+    assert decode_avatar(_png(Image.new("L", (2, 16_384), 90))).status == STATUS_OK
+
+
+@pytest.mark.parametrize("kind", ["I;16", "I", "F"])
+def test_wide_grey_is_converted_in_blocks_exactly_as_whole(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    made: dict[str, np.ndarray] = {"I;16": rng.integers(0, 65_536, (37, 23)).astype(np.uint16),
+                                   "I": rng.integers(0, 70_000, (37, 23)).astype(np.int32),
+                                   "F": (rng.random((37, 23)) * 300 - 20).astype(np.float32)}
+    values = made[kind]
+    top = {"I;16": 65535.0, "I": 65535.0, "F": None}[kind]
+    whole = values.astype(np.float64) if top is None else values.astype(np.float64) / top * 255.0
+    expected = np.clip(whole, 0, 255).round().astype(np.uint8)
+    monkeypatch.setattr(decode_module, "GREY_BLOCK", 50)  # two rows of 23 pixels a block: 19 blocks
+    assert np.array_equal(decode_module._grey8(values, top), expected)
+    img = Image.fromarray(values)
+    assert np.array_equal(np.asarray(decode_module._to_rgb(img))[..., 0], expected)
+
+
+def test_no_full_size_copies_while_decoding(tmp_path: Path) -> None:
+    """A 4096x4096 image once took three copies of itself (the EXIF step, the RGB conversion, the alpha paste):
+    194 MiB more resident memory for a white RGB PNG, 336 MiB for a transparent one (64 MiB each decoded)."""
+    script = (
+        "import io, resource, sys\n"
+        "from PIL import Image\n"
+        "from silse_spark.decode import decode_avatar\n"
+        "buf = io.BytesIO(); Image.new(sys.argv[1], (4096, 4096), 0).save(buf, 'PNG'); data = buf.getvalue()\n"
+        "decode_avatar(data[:100] + b'x')\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "assert decode_avatar(data).status == 'ok'\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    grown = {}
+    for mode in ("RGB", "RGBA"):
+        done = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True)
+        grown[mode] = int(done.stdout.split()[-1])
+    # Decoded, an image of either mode is 64 MiB; RGBA adds the white background it is pasted on and its alpha.
+    assert grown["RGB"] < 100 and grown["RGBA"] < 200, grown

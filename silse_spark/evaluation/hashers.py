@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +67,13 @@ def load_rgb(path: str) -> Image.Image:
     """
     # The decoder's private mode conversion is reused so that "the same image"
     # means the same pixels for every hasher, silse included.
-    from silse_spark.decode import _to_rgb
+    from silse_spark.decode import oriented_rgb
 
     with Image.open(path) as img:
         img.seek(0)
         img.load()
-        try:
-            oriented = ImageOps.exif_transpose(img)
-        except Exception:  # noqa: BLE001 - malformed EXIF: keep the image, as the decoder does
-            oriented = img
-        return _to_rgb(oriented)
+        rgb = oriented_rgb(img)
+        return rgb.copy() if rgb is img else rgb  # img is closed on leaving the block
 
 
 def int_from_bool_bits(bits: np.ndarray) -> int:
