@@ -21,6 +21,7 @@ from silse_spark.config import HashJobConfig, today_utc
 from silse_spark.decode import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
 from silse_spark.entry import add_summary_json_argument, configuration_error, run_spark_job
 from silse_spark.hash_job import check_model, run_hash_job
+from silse_spark.isolation import DEFAULT_DECODE_TIMEOUT_S
 from silse_spark.model import ModelIntegrityError, UnknownModelError
 
 log = logging.getLogger("silse.hash_all")
@@ -50,6 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                         help="largest width x height decoded (default: %(default)s), and no side longer than 4 x its "
                         "square root (16384 at the default); larger images get too_large")
+    parser.add_argument("--decode-timeout", type=float, default=DEFAULT_DECODE_TIMEOUT_S, metavar="S",
+                        help="decode images in a helper process of each Python worker and stop one after S "
+                        "seconds (default: %(default)s); a codec that crashes or hangs then costs that file a "
+                        "decode_error row, not the job. 0 decodes in the worker itself")
     parser.add_argument("--keep-days", type=int, default=None, metavar="D",
                         help="after writing, delete --output's nights more than D days older than --run-date "
                         "(default: keep every night; each night holds every account again)")
@@ -67,7 +72,8 @@ def config_from_args(args: argparse.Namespace) -> HashJobConfig:
     formats = frozenset(f.strip().upper() for f in args.allowed_formats.split(",") if f.strip())
     return HashJobConfig(kind, path, args.output, run_date=args.run_date, model_version=args.model,
                          previous=args.previous, allowed_formats=formats, max_pixels=args.max_pixels,
-                         reuse_unchanged_files=not args.reread_all, keep_days=args.keep_days)
+                         reuse_unchanged_files=not args.reread_all, keep_days=args.keep_days,
+                         decode_timeout_s=args.decode_timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

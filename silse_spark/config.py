@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from silse_spark.decode import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
+from silse_spark.isolation import DEFAULT_DECODE_TIMEOUT_S
 
 INPUT_KINDS = ("avatars", "manifest", "avatar_table")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -65,6 +66,9 @@ class HashJobConfig:
     batch_size: int = 64
     reuse_unchanged_files: bool = True
     keep_days: int | None = None
+    decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S
+    """Seconds one image may take to decode in the Python worker's helper process (``silse_spark.isolation``);
+    0 decodes in the worker itself."""
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:
@@ -79,6 +83,9 @@ class HashJobConfig:
             raise ConfigError(f"max_pixels must be a positive pixel count, got {self.max_pixels}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if not self.decode_timeout_s >= 0:  # also refuses NaN
+            raise ConfigError(f"--decode-timeout must be a number of seconds >= 0 (0: decode in the Python worker "
+                              f"itself), got {self.decode_timeout_s}")
         if not self.allowed_formats:
             raise ConfigError("allowed_formats is empty; allow at least one image format, e.g. PNG")
         from PIL import Image

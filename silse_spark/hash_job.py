@@ -160,7 +160,8 @@ def hashed_rows(
 
     def hashed(accounts: DataFrame) -> DataFrame:
         return hash_accounts(accounts, model_version, hashed_at, previous=previous, batch_size=config.batch_size,
-                             max_pixels=config.max_pixels, allowed_formats=config.allowed_formats)
+                             max_pixels=config.max_pixels, allowed_formats=config.allowed_formats,
+                             decode_timeout_s=config.decode_timeout_s)
 
     listed = None
     if previous is not None and config.reuse_unchanged_files:

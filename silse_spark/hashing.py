@@ -11,9 +11,10 @@ codes from a previous run, and joins the results back to every account.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,10 @@ from silse_spark.decode import (
     DEFAULT_MAX_PIXELS,
     STATUS_NO_ACCOUNT,
     STATUS_OK,
+    DecodedAvatar,
     decode_avatar,
 )
+from silse_spark.isolation import DEFAULT_DECODE_TIMEOUT_S, worker_decoder
 from silse_spark.sources import missing_account, partitions_for
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,7 @@ def hash_contents(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS,
     framing: str = "none",
+    decode_many: Callable[[list[Any]], list[DecodedAvatar]] | None = None,
 ) -> pd.DataFrame:
     """Decode and hash a batch of image bytes.
 
@@ -76,14 +80,20 @@ def hash_contents(
         e.g. :meth:`silse_spark.model.TwinHasher.outputs`.
     framing
         The model version's framing (``ModelSpec.framing``), passed to the decoder.
+    decode_many
+        Decodes the whole batch (:meth:`silse_spark.isolation.IsolatedDecoder.decode_many`, with
+        ``decode_avatar`` and the settings above); ``None``: ``decode_avatar`` in this process.
 
     Returns
     -------
     pandas.DataFrame
         Columns of :data:`RESULT_SCHEMA`, one row per input, in input order.
     """
-    decoded = [decode_avatar(c, max_pixels=max_pixels, allowed_formats=allowed_formats, framing=framing)
-               for c in contents]
+    if decode_many is not None:
+        decoded = decode_many(list(contents))
+    else:
+        decoded = [decode_avatar(c, max_pixels=max_pixels, allowed_formats=allowed_formats, framing=framing)
+                   for c in contents]
     ok = [i for i, d in enumerate(decoded) if d.status == STATUS_OK]
     values: list[str | None] = [None] * len(decoded)
     bits: list[int | None] = [None] * len(decoded)
@@ -132,11 +142,17 @@ def twin_value_udf(
     batch_size: int = 64,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS,
+    decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S,
 ) -> Any:
-    """An Iterator pandas UDF: binary column -> struct of :data:`RESULT_SCHEMA`."""
+    """An Iterator pandas UDF: binary column -> struct of :data:`RESULT_SCHEMA`.
+
+    Images are decoded in a helper process of each Python worker (:mod:`silse_spark.isolation`), each within
+    ``decode_timeout_s``; ``0`` decodes in the worker itself (a codec crash then fails the task).
+    """
     from silse_spark.model import get_model_spec
 
     framing = get_model_spec(model_version).framing  # resolved on the driver: part of the model version
+    settings = (max_pixels, allowed_formats, framing)
 
     @F.pandas_udf(RESULT_SCHEMA)  # type: ignore[call-overload]
     def _hash(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
@@ -150,9 +166,14 @@ def twin_value_udf(
                 loaded.append(_worker_hasher(model_version, batch_size))
             return loaded[0].outputs(pixels)
 
+        decoder = None
+        if decode_timeout_s > 0:
+            decode = functools.partial(decode_avatar, max_pixels=max_pixels, allowed_formats=allowed_formats,
+                                       framing=framing)
+            decoder = worker_decoder((*settings, decode_timeout_s), decode, decode_timeout_s).decode_many
         for contents in batches:
             yield hash_contents(contents, outputs, max_pixels=max_pixels, allowed_formats=allowed_formats,
-                                framing=framing)
+                                framing=framing, decode_many=decoder)
 
     # Non-deterministic stops the optimiser from re-running the UDF once per struct field.
     return _hash.asNondeterministic()
@@ -203,6 +224,7 @@ def hash_accounts(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS,
     inference_partitions: int | None = None,
+    decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S,
 ) -> DataFrame:
     """Hash every account's avatar; infer each distinct content once.
 
@@ -244,7 +266,7 @@ def hash_accounts(
         known = reusable(previous, model_version).select(*REUSED_COLUMNS).dropDuplicates(["content_sha256"])
     contents = contents_to_infer(accounts, known, inference_partitions)
     udf = twin_value_udf(model_version, batch_size=batch_size, max_pixels=max_pixels,
-                         allowed_formats=allowed_formats)
+                         allowed_formats=allowed_formats, decode_timeout_s=decode_timeout_s)
     inferred = contents.select("content_sha256", udf(F.col("content")).alias("r")).select(
         "content_sha256", "r.*", F.lit(hashed_at).cast("timestamp").alias("hashed_at")
     )

@@ -17,6 +17,7 @@ import pytest
 
 from silse_spark.codes import TWIN_VALUE_PATTERN
 from silse_spark.hashing import FAIL_FIRST_ATTEMPT_ENV
+from silse_spark.isolation import CRASH_MARKER_ENV
 from silse_spark.model import MODELS_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,6 +76,25 @@ def test_ten_good_two_bad_rerun_and_task_failures(twelve_files: Path, tmp_path: 
     pd.testing.assert_frame_equal(rows[cols], again[cols])
 
 
+def test_a_decoder_crash_costs_one_row_not_the_job(tmp_path: Path, demo_avatar_paths: list[Path]) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, src in enumerate(demo_avatar_paths[:3]):
+        shutil.copy(src, folder / f"user{i}{src.suffix}")
+    (folder / "user_crash.png").write_bytes(b"CRASH-ME" + (IMAGES / "rgb.png").read_bytes())
+    out = tmp_path / "out"
+    # The helper process that decodes for each Python worker dies with SIGSEGV on that file, as it would on a
+    # codec bug; local[2] does not retry tasks, so a crash in the worker itself would have failed the job.
+    proc = submit("--avatars", str(folder), "--output", str(out), "--run-date", "2026-02-01",
+                  conf=(f"spark.executorEnv.{CRASH_MARKER_ENV}=CRASH-ME",))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = pd.read_parquet(out).set_index("account_id")
+    assert sorted(rows.status) == ["decode_error", "ok", "ok", "ok"]
+    assert "the image decoder crashed on this file (signal SIGSEGV)" in rows.loc["user_crash", "error"]
+    assert rows.loc["user_crash", "content_sha256"] and pd.isna(rows.loc["user_crash", "twin_value"])
+    assert rows.drop(index="user_crash").twin_value.str.fullmatch("[0-9a-f]{12}").all()
+
+
 def test_bad_configuration_exits_2_with_a_helpful_message(tmp_path: Path) -> None:
     # spark-submit merges the Python driver's stderr into its stdout, so look at both.
     proc = submit("--avatars", str(tmp_path), "--output", str(tmp_path / "o"), "--model", "no-such-model")
@@ -85,3 +105,5 @@ def test_bad_configuration_exits_2_with_a_helpful_message(tmp_path: Path) -> Non
     assert proc.returncode == 2 and "YYYY-MM-DD" in proc.stdout + proc.stderr
     proc = submit("--avatars", str(tmp_path), "--output", str(tmp_path / "o"), "--keep-days", "0")
     assert proc.returncode == 2 and "--keep-days 0 is not a number of days >= 1" in proc.stdout + proc.stderr
+    proc = submit("--avatars", str(tmp_path), "--output", str(tmp_path / "o"), "--decode-timeout", "-1")
+    assert proc.returncode == 2 and "--decode-timeout must be a number of seconds >= 0" in proc.stdout + proc.stderr
