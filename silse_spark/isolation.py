@@ -8,11 +8,12 @@ would kill the Python worker, Spark would retry the task on the same file
 would fail with it; an input that makes a codec loop would stall the task
 forever. The hash job therefore decodes through an :class:`IsolatedDecoder`: a
 child forked from the Python worker receives a batch of file contents and
-answers one result per image, in order. When the child dies, the image it was
-decoding gets ``decode_error`` naming the signal, a new child takes the rest of
-the batch; when one image takes longer than the time limit, the child is killed
-and the image gets ``decode_error`` saying so. The parent process never runs a
-codec on untrusted bytes.
+answers with their results, in order, while a counter in shared memory says
+which image it is on. When the child dies, that image gets ``decode_error``
+naming the signal and a new child decodes the others again; when one image
+takes longer than the time limit, the child is killed and the image gets
+``decode_error`` saying so. The parent process never runs a codec on untrusted
+bytes.
 
 Results are the same objects :func:`decode_avatar` returns in-process (same
 pixels: the child runs the same function). A Python exception escaping the
@@ -38,6 +39,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,8 +69,10 @@ class _Raised:
     text: str
 
 
-def _serve(conn: Any, parent_end: Any, decode: Decode) -> None:
-    """The child: decode each batch received on ``conn``, one result sent per image, until the parent is gone."""
+def _serve(conn: Any, parent_end: Any, decode: Decode, progress: Any) -> None:
+    """The child: decode each batch received on ``conn`` and send its results back in one message, until the parent
+    is gone. ``progress`` (shared memory) holds the index of the image being decoded, so that the parent knows which
+    one it was if this process dies or stalls."""
     parent_end.close()
     marker = os.environ.get(CRASH_MARKER_ENV, "").encode()
     while True:
@@ -76,15 +80,19 @@ def _serve(conn: Any, parent_end: Any, decode: Decode) -> None:
             batch = conn.recv()
         except (EOFError, OSError):  # the parent closed its end or exited
             return
-        for data in batch:
+        results: list[DecodedAvatar | _Raised] = []
+        for index, data in enumerate(batch):
+            progress.value = index
             if marker and data is not None and bytes(data[: len(marker)]) == marker:
                 faulthandler.disable()  # a made-up crash: no stack dump in the executor's log
                 os.kill(os.getpid(), signal.SIGSEGV)
             try:
-                result: DecodedAvatar | _Raised = decode(data)
+                results.append(decode(data))
             except Exception as exc:  # noqa: BLE001 - sent back and raised in the parent
-                result = _Raised(f"{type(exc).__name__}: {exc}")
-            conn.send(result)
+                results.append(_Raised(f"{type(exc).__name__}: {exc}"))
+                break
+        progress.value = len(batch)
+        conn.send(results)
 
 
 def _signal_name(exitcode: int | None) -> str:
@@ -115,6 +123,7 @@ class IsolatedDecoder:
         self.timeout_s = timeout_s
         self._process: Any = None
         self._conn: Any = None
+        self._progress: Any = None
         self.restarts = 0
         """Children started after the first (each after a crash or a time-out)."""
         self.owner_pid = os.getpid()
@@ -132,8 +141,9 @@ class IsolatedDecoder:
         # fork: the child has the decode function and its modules already, and Pillow's codecs are all it runs.
         context = multiprocessing.get_context("fork")
         parent_end, child_end = context.Pipe()
-        process = context.Process(target=_serve, args=(child_end, parent_end, self._decode), daemon=True,
-                                  name="silse-decode")
+        self._progress = context.RawValue("q", -1)
+        process = context.Process(target=_serve, args=(child_end, parent_end, self._decode, self._progress),
+                                  daemon=True, name="silse-decode")
         process.start()
         child_end.close()
         self._process, self._conn = process, parent_end
@@ -163,50 +173,60 @@ class IsolatedDecoder:
     def decode_many(self, contents: Sequence[Any]) -> list[DecodedAvatar]:
         """One result per item of ``contents``, in order; a crash or time-out costs only the image it happened on.
 
+        The batch goes to the child in one message and comes back in one (a message per image made the worker
+        and its helper take turns 256 times a batch: 18-25% more time per image with two workers on two cores,
+        against 8% this way). After a crash or a time-out the images not yet returned are sent to a new child.
+
         Raises
         ------
         RuntimeError
             If the decode function raised (a programming error, not bad input).
         """
-        results: list[DecodedAvatar] = []
-        pending = list(contents)
-        while pending:
+        results: dict[int, DecodedAvatar] = {}
+        todo = list(range(len(contents)))
+        while todo:
             if self._conn is None:
                 self._start()
-            self._conn.send(pending)
-            for index in range(len(pending)):
-                failure = self._receive(results)
-                if failure is not None:
-                    results.append(failure)
-                    pending = pending[index + 1 :]
-                    break
-            else:
-                pending = []
-        return results
+            self._conn.send([contents[i] for i in todo])
+            received, position, failure = self._wait(len(todo))
+            if received is not None:
+                for i, result in zip(todo, received, strict=False):
+                    if isinstance(result, _Raised):
+                        self._stop(kill=True)
+                        raise RuntimeError(f"the image decoder raised in its helper process: {result.text}")
+                    results[i] = result
+                break
+            results[todo[position]] = failure  # type: ignore[assignment]
+            todo = todo[:position] + todo[position + 1 :]
+        return [results[i] for i in range(len(contents))]
 
-    def _receive(self, results: list[DecodedAvatar]) -> DecodedAvatar | None:
-        """Append the child's next result to ``results``; or the failure row when the child died or timed out."""
-        try:
-            ready = self._conn.poll(self.timeout_s)
-            if ready:
-                received = self._conn.recv()
-                if isinstance(received, _Raised):
-                    self._stop(kill=True)
-                    raise RuntimeError(f"the image decoder raised in its helper process: {received.text}")
-                results.append(received)
-                return None
-        except (EOFError, OSError):  # the child died while decoding this image
-            code = self._stop(kill=True)
-            return DecodedAvatar(
-                STATUS_DECODE_ERROR,
-                f"the image decoder crashed on this file ({_signal_name(code)}); it was decoding in a helper "
-                "process, so only this file's row is affected: keep the file for analysis",
-            )
-        self._stop(kill=True)
-        return DecodedAvatar(
-            STATUS_DECODE_ERROR,
-            f"decoding took longer than {self.timeout_s:g} s and was stopped (the hash job's --decode-timeout)",
-        )
+    def _wait(self, count: int) -> tuple[list[Any] | None, int, DecodedAvatar | None]:
+        """``(results, -1, None)`` once the child answers; ``(None, position, failure row)`` if it dies or one image
+        takes longer than the time limit (``position``: that image's place in the batch sent)."""
+        step = min(1.0, self.timeout_s / 4)
+        seen, since = -2, time.monotonic()
+        while True:
+            try:
+                if self._conn.poll(step):
+                    return self._conn.recv(), -1, None
+            except (EOFError, OSError):  # the child died while decoding an image
+                position = min(max(int(self._progress.value), 0), count - 1)
+                code = self._stop(kill=True)
+                return None, position, DecodedAvatar(
+                    STATUS_DECODE_ERROR,
+                    f"the image decoder crashed on this file ({_signal_name(code)}); it was decoding in a helper "
+                    "process, so only this file's row is affected: keep the file for analysis",
+                )
+            now, current = time.monotonic(), int(self._progress.value)
+            if current != seen:
+                seen, since = current, now
+            elif now - since > self.timeout_s and 0 <= current < count:
+                self._stop(kill=True)
+                return None, current, DecodedAvatar(
+                    STATUS_DECODE_ERROR,
+                    f"decoding took longer than {self.timeout_s:g} s and was stopped (the hash job's "
+                    "--decode-timeout)",
+                )
 
 
 _WORKER_DECODERS: dict[tuple[Any, ...], IsolatedDecoder] = {}
