@@ -52,9 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="largest width x height decoded (default: %(default)s), and no side longer than 4 x its "
                         "square root (16384 at the default); larger images get too_large")
     parser.add_argument("--decode-timeout", type=float, default=DEFAULT_DECODE_TIMEOUT_S, metavar="S",
-                        help="decode images in a helper process of each Python worker and stop one after S "
-                        "seconds (default: %(default)s); a codec that crashes or hangs then costs that file a "
-                        "decode_error row, not the job. 0 decodes in the worker itself")
+                        help="a retried task (after a codec crashed its Python worker) decodes in a helper "
+                        "process and stops one image after S seconds (default: %(default)s), so that the file "
+                        "gets a decode_error row instead of failing the job again; 0: never in a helper")
     parser.add_argument("--keep-days", type=int, default=None, metavar="D",
                         help="after writing, delete --output's nights more than D days older than --run-date "
                         "(default: keep every night; each night holds every account again)")

@@ -67,8 +67,8 @@ class HashJobConfig:
     reuse_unchanged_files: bool = True
     keep_days: int | None = None
     decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S
-    """Seconds one image may take to decode in the Python worker's helper process (``silse_spark.isolation``);
-    0 decodes in the worker itself."""
+    """Seconds one image may take to decode in the helper process a retried task decodes in
+    (``silse_spark.isolation``); 0: retries decode in the Python worker too."""
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:

@@ -33,7 +33,7 @@ from silse_spark.decode import (
     DecodedAvatar,
     decode_avatar,
 )
-from silse_spark.isolation import DEFAULT_DECODE_TIMEOUT_S, worker_decoder
+from silse_spark.isolation import DEFAULT_DECODE_TIMEOUT_S, in_process_decoder, worker_decoder
 from silse_spark.sources import missing_account, partitions_for
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,14 @@ def _worker_hasher(model_version: str, batch_size: int) -> Any:
     return cached_hasher(model_version, batch_size)
 
 
+def _attempt() -> int:
+    """This task's attempt number (0 for the first; 0 outside Spark)."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    return ctx.attemptNumber() if ctx is not None else 0
+
+
 def _maybe_fail_first_attempt() -> None:
     from pyspark import TaskContext
 
@@ -146,8 +154,11 @@ def twin_value_udf(
 ) -> Any:
     """An Iterator pandas UDF: binary column -> struct of :data:`RESULT_SCHEMA`.
 
-    Images are decoded in a helper process of each Python worker (:mod:`silse_spark.isolation`), each within
-    ``decode_timeout_s``; ``0`` decodes in the worker itself (a codec crash then fails the task).
+    A task's first attempt decodes in the Python worker itself. A retry (Spark runs one after a task fails, for
+    instance because a codec crashed the worker on one file) decodes in a helper process of the worker
+    (:mod:`silse_spark.isolation`), each image within ``decode_timeout_s``, so that the file costs its own row
+    and the rest of the task is hashed. ``0``: never isolated (a crash fails the task on every attempt).
+    Decoding every attempt in the helper would cost 5-8% more time per image (docs/reliability.md).
     """
     from silse_spark.model import get_model_spec
 
@@ -166,10 +177,10 @@ def twin_value_udf(
                 loaded.append(_worker_hasher(model_version, batch_size))
             return loaded[0].outputs(pixels)
 
-        decoder = None
-        if decode_timeout_s > 0:
-            decode = functools.partial(decode_avatar, max_pixels=max_pixels, allowed_formats=allowed_formats,
-                                       framing=framing)
+        decode = functools.partial(decode_avatar, max_pixels=max_pixels, allowed_formats=allowed_formats,
+                                   framing=framing)
+        decoder = in_process_decoder(decode)
+        if decode_timeout_s > 0 and _attempt() > 0:
             decoder = worker_decoder((*settings, decode_timeout_s), decode, decode_timeout_s).decode_many
         for contents in batches:
             yield hash_contents(contents, outputs, max_pixels=max_pixels, allowed_formats=allowed_formats,

@@ -83,11 +83,12 @@ def test_a_decoder_crash_costs_one_row_not_the_job(tmp_path: Path, demo_avatar_p
         shutil.copy(src, folder / f"user{i}{src.suffix}")
     (folder / "user_crash.png").write_bytes(b"CRASH-ME" + (IMAGES / "rgb.png").read_bytes())
     out = tmp_path / "out"
-    # The helper process that decodes for each Python worker dies with SIGSEGV on that file, as it would on a
-    # codec bug; local[2] does not retry tasks, so a crash in the worker itself would have failed the job.
+    # Whatever decodes that file dies with SIGSEGV, as on a codec bug: the Python worker on the task's first
+    # attempt (the task fails), then the helper process its retry decodes in (local[2,2]: one retry).
     proc = submit("--avatars", str(folder), "--output", str(out), "--run-date", "2026-02-01",
-                  conf=(f"spark.executorEnv.{CRASH_MARKER_ENV}=CRASH-ME",))
+                  conf=("spark.master=local[2,2]", f"spark.executorEnv.{CRASH_MARKER_ENV}=CRASH-ME"))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Python worker exited unexpectedly" in proc.stderr, "the first attempt did not crash its worker"
     rows = pd.read_parquet(out).set_index("account_id")
     assert sorted(rows.status) == ["decode_error", "ok", "ok", "ok"]
     assert "the image decoder crashed on this file (signal SIGSEGV)" in rows.loc["user_crash", "error"]
