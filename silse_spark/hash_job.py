@@ -36,6 +36,7 @@ from pyspark.sql import functions as F
 
 from silse_spark.config import ConfigError, HashJobConfig, pruned_dates, require_hash_columns, staging_note
 from silse_spark.hashing import OUTPUT_COLUMNS, REUSED_COLUMNS, hash_accounts, split_unchanged_files
+from silse_spark.isolation import CRASHED, TIMED_OUT
 from silse_spark.model import get_model_spec, verify_weights
 from silse_spark.sources import (
     ReadCounter,
@@ -72,6 +73,11 @@ class HashJobSummary:
     """Nights deleted by ``--keep-days``; ``None`` without it."""
     staging: list[tuple[str, int]] = field(default_factory=list)
     """Killed runs' staging folders in the output (``sources.stale_staging``), deleted with ``--keep-days``."""
+    decoder_crashes: int = 0
+    """Distinct files the image decoder crashed on (``decode_error`` rows, ``silse_spark.isolation``): a crafted
+    upload may be probing the codecs; keep the files."""
+    decode_timeouts: int = 0
+    """Distinct files whose decoding was stopped at ``--decode-timeout``."""
 
     @property
     def images_per_second(self) -> float:
@@ -87,6 +93,8 @@ class HashJobSummary:
             *([f"nights deleted  {len(self.pruned)}{pruned_dates(self.pruned)}"] if self.pruned is not None else []),
             *([f"stale staging   {staging_note(self.staging, self.pruned is not None)}"]
               if self.staging else []),
+            *([f"decoder crashed on {self.decoder_crashes} file(s), timed out on {self.decode_timeouts} (their rows: "
+               "status decode_error; keep the files)"] if self.decoder_crashes or self.decode_timeouts else []),
             f"wall time       {self.seconds:.1f} s ({self.images_per_second:.1f} inferred images/s)",
             "status counts:",
         ]
@@ -191,6 +199,8 @@ def summarise(
         F.countDistinct(F.when(ok & reused, F.col("content_sha256"))).alias("reused"),
         F.countDistinct(F.when(ok & ~reused, F.col("content_sha256"))).alias("new"),
         F.countDistinct(F.when(~ok, F.col("content_sha256"))).alias("failed"),
+        F.countDistinct(F.when(F.col("error").startswith(CRASHED), F.col("content_sha256"))).alias("crashed"),
+        F.countDistinct(F.when(F.col("error").startswith(TIMED_OUT), F.col("content_sha256"))).alias("timed_out"),
     ).collect()
     by_status = {r["status"]: int(r["rows"]) for r in per_status}
     reused_contents, new_contents, failed_contents = (sum(int(r[k]) for r in per_status)
@@ -204,6 +214,8 @@ def summarise(
         reused=reused_contents,
         inferred=new_contents + failed_contents,
         seconds=seconds,
+        decoder_crashes=sum(int(r["crashed"]) for r in per_status),
+        decode_timeouts=sum(int(r["timed_out"]) for r in per_status),
     )
     if summary.rows == 0:
         raise ConfigError("the input held no files or accounts; check --avatars/--manifest/--avatar-table")

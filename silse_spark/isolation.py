@@ -57,6 +57,11 @@ loaded executor while a hung codec costs a task at most a minute."""
 
 Decode = Callable[[Any], DecodedAvatar]
 
+CRASHED = "the image decoder crashed on this file"
+"""How the ``error`` of a file the decoder crashed on begins (the hash job counts them in its summary)."""
+TIMED_OUT = "decoding took longer than"
+"""How the ``error`` of a file whose decoding was stopped at the time limit begins."""
+
 CRASH_MARKER_ENV = "SILSE_TEST_DECODER_CRASH_MARKER"
 """Test-only switch: when set, the process decoding a file whose bytes start with this value kills itself with
 SIGSEGV, standing in for a codec's memory-safety bug, so that the Spark tests can crash a real Python worker (a
@@ -234,7 +239,7 @@ class IsolatedDecoder:
                 code = self._stop(kill=True)
                 return None, position, DecodedAvatar(
                     STATUS_DECODE_ERROR,
-                    f"the image decoder crashed on this file ({_signal_name(code)}); it was decoding in a helper "
+                    f"{CRASHED} ({_signal_name(code)}); it was decoding in a helper "
                     "process, so only this file's row is affected: keep the file for analysis",
                 )
             now, current = time.monotonic(), int(self._progress.value)
@@ -244,7 +249,7 @@ class IsolatedDecoder:
                 self._stop(kill=True)
                 return None, current, DecodedAvatar(
                     STATUS_DECODE_ERROR,
-                    f"decoding took longer than {self.timeout_s:g} s and was stopped (the hash job's "
+                    f"{TIMED_OUT} {self.timeout_s:g} s and was stopped (the hash job's "
                     "--decode-timeout)",
                 )
 

@@ -89,6 +89,7 @@ def test_a_decoder_crash_costs_one_row_not_the_job(tmp_path: Path, demo_avatar_p
                   conf=("spark.master=local[2,2]", f"spark.executorEnv.{CRASH_MARKER_ENV}=CRASH-ME"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Python worker exited unexpectedly" in proc.stderr, "the first attempt did not crash its worker"
+    assert "decoder crashed on 1 file(s), timed out on 0" in proc.stdout
     rows = pd.read_parquet(out).set_index("account_id")
     assert sorted(rows.status) == ["decode_error", "ok", "ok", "ok"]
     assert "the image decoder crashed on this file (signal SIGSEGV)" in rows.loc["user_crash", "error"]
