@@ -81,17 +81,16 @@ write about 10 (libjpeg's default progression) and rarely more than 20; DALI's d
 SOS_MARKER = b"\xff\xda"
 
 DEFAULT_MAX_PIXELS = 16_777_216
-"""Largest accepted width x height (4096 x 4096): generous for avatars, small enough
-that one decode stays under ~70 MB of memory."""
+"""Largest accepted width x height (4096 x 4096): generous for avatars; one such image is 64 MiB decoded, and its
+decode peaks at 66-275 MiB depending on the format (``scripts/decode_limits.py``, docs/reliability.md)."""
 
 MAX_SIDE_PER_ROOT = 4
 """The longer side may be at most this many times the square root of ``max_pixels`` (16,384 at the default).
 
 The pixel limit is an area, and a strip of that area costs far more than a square: Pillow keeps one row pointer
-per line in each copy of an image, so a 1x16,777,216 PNG (32 KB, any content) took 1.5 s and 736 MiB of
-resident memory to decode, a transparent one (80 KB) 2.2 s and 1.06 GiB, against 0.3 s and 64 MiB for a
-4096x4096 one (``decode_avatar``, one process per file, 2026-12-03; docs/reliability.md). No avatar is 16,384
-pixels long."""
+per line in each copy of an image, so a 1x16,777,216 PNG (32 KB) took 1.9 s and 736 MiB of resident memory
+to decode, a transparent one (80 KB) 2.7 s and 1.1 GiB (``scripts/decode_limits.py`` with the decoder before
+this limit, 2026-12-03; docs/reliability.md). No avatar is 16,384 pixels long."""
 
 DEFAULT_ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP"})
 """Formats decoded by default, as Pillow names them after sniffing the content."""

@@ -81,19 +81,18 @@ def hash_contents(
     framing
         The model version's framing (``ModelSpec.framing``), passed to the decoder.
     decode_many
-        Decodes the whole batch (:meth:`silse_spark.isolation.IsolatedDecoder.decode_many`, with
-        ``decode_avatar`` and the settings above); ``None``: ``decode_avatar`` in this process.
+        Decodes the whole batch (``decode_avatar`` with its settings, in this process or in a helper:
+        :mod:`silse_spark.isolation`); ``None``: ``decode_avatar`` with the settings above, in this process.
 
     Returns
     -------
     pandas.DataFrame
         Columns of :data:`RESULT_SCHEMA`, one row per input, in input order.
     """
-    if decode_many is not None:
-        decoded = decode_many(list(contents))
-    else:
-        decoded = [decode_avatar(c, max_pixels=max_pixels, allowed_formats=allowed_formats, framing=framing)
-                   for c in contents]
+    if decode_many is None:
+        decode_many = in_process_decoder(functools.partial(decode_avatar, max_pixels=max_pixels,
+                                                           allowed_formats=allowed_formats, framing=framing))
+    decoded = decode_many(list(contents))
     ok = [i for i, d in enumerate(decoded) if d.status == STATUS_OK]
     values: list[str | None] = [None] * len(decoded)
     bits: list[int | None] = [None] * len(decoded)
@@ -128,19 +127,16 @@ def _worker_hasher(model_version: str, batch_size: int) -> Any:
     return cached_hasher(model_version, batch_size)
 
 
-def _attempt() -> int:
-    """This task's attempt number (0 for the first; 0 outside Spark)."""
+def _attempt() -> int | None:
+    """This task's attempt number (0 for the first); ``None`` outside a Spark task."""
     from pyspark import TaskContext
 
     ctx = TaskContext.get()
-    return ctx.attemptNumber() if ctx is not None else 0
+    return ctx.attemptNumber() if ctx is not None else None
 
 
 def _maybe_fail_first_attempt() -> None:
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    if os.environ.get(FAIL_FIRST_ATTEMPT_ENV) == "1" and ctx is not None and ctx.attemptNumber() == 0:
+    if os.environ.get(FAIL_FIRST_ATTEMPT_ENV) == "1" and _attempt() == 0:
         raise RuntimeError(f"{FAIL_FIRST_ATTEMPT_ENV}=1: failing the first attempt of this task on purpose")
 
 
@@ -180,11 +176,10 @@ def twin_value_udf(
         decode = functools.partial(decode_avatar, max_pixels=max_pixels, allowed_formats=allowed_formats,
                                    framing=framing)
         decoder = in_process_decoder(decode)
-        if decode_timeout_s > 0 and _attempt() > 0:
+        if decode_timeout_s > 0 and (_attempt() or 0) > 0:
             decoder = worker_decoder((*settings, decode_timeout_s), decode, decode_timeout_s).decode_many
         for contents in batches:
-            yield hash_contents(contents, outputs, max_pixels=max_pixels, allowed_formats=allowed_formats,
-                                framing=framing, decode_many=decoder)
+            yield hash_contents(contents, outputs, decode_many=decoder)
 
     # Non-deterministic stops the optimiser from re-running the UDF once per struct field.
     return _hash.asNondeterministic()
