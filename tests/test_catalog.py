@@ -110,6 +110,8 @@ def test_busy_metastore_keeps_the_output_and_exits_3(registered: Path, tmp_path:
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
     assert "tables               NOT registered (exit code 3)" in done.stdout
     assert "admits one Spark process at a time" in done.stdout
+    # spark-defaults.conf: Hive's handler retries once, not 10 times 2 s apart, before the job can say so.
+    assert (done.stdout + done.stderr).count("Retrying HMSHandler") == 1
     # The same outcome for a scheduler or monitoring, as JSON.
     record = json.loads((tmp_path / "status" / "clusters.json").read_text())
     assert (record["job"], record["exit_code"]) == ("detect_clusters.py", 3)
