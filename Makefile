@@ -62,7 +62,9 @@ run: clusters
 # spends waiting on JVM starts and subprocess jobs (measured: 706 s -> 570 s). TEST_WORKERS=0 runs serially.
 # More processes do not help on 2 cores (2026-12-03, `pytest -n 3 --dist loadfile tests` beside `vmstat 5`:
 # 767 s against 737 s with -n 2, CPU 98% busy); the tests' short-lived JVMs run with C1 only
-# (tests/conftest.py SHORT_JVM_OPTS: 737 -> 586 s).
+# (tests/conftest.py SHORT_JVM_OPTS: 737 -> 586 s). The plumbing tests' stand-in model has the v1 architecture
+# (0.16 GFLOP per image, not the design's 3.11) and Derby's busy-metastore retries are 1, not 10 (spark-defaults.conf):
+# 649 -> 511 s (2026-12-03, this VM).
 TEST_WORKERS ?= 2
 test: venv
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
