@@ -521,13 +521,31 @@ def check_input_has_rows(spark: SparkSession, config: HashJobConfig) -> None:
         raise ConfigError(f"{flag} {config.input_path!r} has no rows; pass a file listing the accounts to hash")
 
 
+def _column_hint(name: str, found: list[str]) -> str:
+    """What probably went wrong when column ``name`` is missing from ``found``: another separator, another case.
+
+    >>> _column_hint("account_id", ["account_id;path"])
+    "; the header looks separated by ';': write the manifest with commas (CSV) or as Parquet"
+    >>> _column_hint("path", ["Account_ID", "Path"])
+    "; column names are case-sensitive: rename 'Path' to 'path'"
+    >>> _column_hint("path", ["account_id", "file"])
+    ''
+    """
+    if len(found) == 1:
+        for separator in (";", "\t", "|"):
+            if separator in found[0]:
+                return f"; the header looks separated by {separator!r}: write the manifest with commas (CSV) or as Parquet"
+    same = [f for f in found if f.lower() == name.lower()]
+    return f"; column names are case-sensitive: rename {same[0]!r} to {name!r}" if same else ""
+
+
 def _require_columns(df: DataFrame, required: dict[str, tuple[type[T.DataType], ...]], what: str, path: str) -> None:
     fields = {f.name: f.dataType for f in df.schema.fields}
     for name, types in required.items():
         if name not in fields:
             raise ConfigError(
                 f"{what} {path!r} has no column {name!r}; found {sorted(fields)}. "
-                f"Expected columns {sorted(required)}"
+                f"Expected columns {sorted(required)}{_column_hint(name, list(fields))}"
             )
         if not isinstance(fields[name], types):
             expected = " or ".join(t.typeName() for t in types)

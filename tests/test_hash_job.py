@@ -242,6 +242,13 @@ def test_bad_configuration_fails_before_work(spark, tmp_path: Path) -> None:  # 
     pd.DataFrame({"user": ["x"], "file": ["y"]}).to_csv(tmp_path / "m.csv", index=False)
     with pytest.raises(ConfigError, match="no column 'account_id'"):
         run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "m.csv"), str(tmp_path / "o")))
+    # Spreadsheets export with ';' in some locales; a header in capitals: the message says which.
+    (tmp_path / "semi.csv").write_text("account_id;path\nx;y\n")
+    with pytest.raises(ConfigError, match="the header looks separated by ';': write the manifest with commas"):
+        run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "semi.csv"), str(tmp_path / "o")))
+    (tmp_path / "caps.csv").write_text("ACCOUNT_ID,PATH\nx,y\n")
+    with pytest.raises(ConfigError, match="column names are case-sensitive: rename 'ACCOUNT_ID' to 'account_id'"):
+        run_hash_job(spark, HashJobConfig("manifest", str(tmp_path / "caps.csv"), str(tmp_path / "o")))
     with pytest.raises(ConfigError, match="does not exist"):
         run_hash_job(spark, HashJobConfig("avatars", str(tmp_path / "nope"), str(tmp_path / "o")))
     pd.DataFrame({"account_id": [1.5], "path": ["y"]}).to_parquet(tmp_path / "m.parquet")
