@@ -159,7 +159,8 @@ def twin_value_udf(
     from silse_spark.model import get_model_spec
 
     framing = get_model_spec(model_version).framing  # resolved on the driver: part of the model version
-    settings = (max_pixels, allowed_formats, framing)
+    decode = functools.partial(decode_avatar, max_pixels=max_pixels, allowed_formats=allowed_formats, framing=framing)
+    helper_key = (max_pixels, allowed_formats, framing, decode_timeout_s)  # one helper per settings per worker
 
     @F.pandas_udf(RESULT_SCHEMA)  # type: ignore[call-overload]
     def _hash(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
@@ -173,11 +174,11 @@ def twin_value_udf(
                 loaded.append(_worker_hasher(model_version, batch_size))
             return loaded[0].outputs(pixels)
 
-        decode = functools.partial(decode_avatar, max_pixels=max_pixels, allowed_formats=allowed_formats,
-                                   framing=framing)
-        decoder = in_process_decoder(decode)
+        decoder: Callable[[list[Any]], list[DecodedAvatar]]
         if decode_timeout_s > 0 and (_attempt() or 0) > 0:
-            decoder = worker_decoder((*settings, decode_timeout_s), decode, decode_timeout_s).decode_many
+            decoder = worker_decoder(helper_key, decode, decode_timeout_s).decode_many
+        else:
+            decoder = in_process_decoder(decode)
         for contents in batches:
             yield hash_contents(contents, outputs, decode_many=decoder)
 
