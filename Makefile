@@ -64,7 +64,7 @@ run: clusters
 # 767 s against 737 s with -n 2, CPU 98% busy); the tests' short-lived JVMs run with C1 only
 # (tests/conftest.py SHORT_JVM_OPTS: 737 -> 586 s). The plumbing tests' stand-in model has the v1 architecture
 # (0.16 GFLOP per image, not the design's 3.11) and Derby's busy-metastore retries are 1, not 10 (spark-defaults.conf):
-# 649 -> 511 s (2026-12-03, this VM).
+# 649 s (`pytest -q -n 2 --dist loadfile --durations=60 tests`) -> 511 s (`make test`), 2026-12-03, this VM.
 TEST_WORKERS ?= 2
 test: venv
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests

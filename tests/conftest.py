@@ -108,7 +108,8 @@ def make_standin_models(directory: Path) -> Path:
 
     Used where a test is about plumbing, not about what the codes mean. ``v1`` rather than the design's
     ``seed`` architecture: 0.16 against 3.11 GFLOP per image, and the plumbing tests hash hundreds of
-    images (``make test`` 649 -> 549 s on 2 cores, 2026-12-03; the worker-kill test 106 -> 74 s).
+    images (``pytest -n 2 --dist loadfile --durations=60 tests``: 649 -> 549 s on 2 cores, 2026-12-03; the
+    worker-kill test 106 -> 74 s).
     """
     import json
 
