@@ -183,13 +183,15 @@ def per_core_throughput(version: str, batch_size: int = 64, seconds: float = 8.0
     return {"processes": cores, "batch_size": batch_size, "per_process": rates, "images_per_s": sum(rates)}
 
 
-def make_images(folder: Path, count: int, sources: Path) -> list[Path]:
+def make_images(folder: Path, count: int, sources: Path, *, seed: int = 1, prefix: str = "img",
+                seen: set[bytes] | None = None) -> list[Path]:
     """``count`` distinct files: variations of the demo avatars (seeded), no two with the same bytes.
 
     The hash job decodes each distinct content once, so a repeated file would be counted as an image
     without costing one: some families give the same picture every time (``hflip`` and ``greyscale`` of
     one source), and drawn at random they repeated 1,044 of 8,000 files. A variation whose file was
-    already made is drawn again.
+    already made is drawn again. Files are named ``{prefix}{i:06d}.png`` / ``.jpg``; pass the same
+    ``seen`` (SHA-256 digests) to a later call for files distinct from the earlier call's too.
     """
     import hashlib
 
@@ -200,9 +202,10 @@ def make_images(folder: Path, count: int, sources: Path) -> list[Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     srcs = [Image.open(p).convert("RGB") for p in list_images(sources)]
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     families = sorted(FAMILIES)
-    paths, seen = [], set()
+    paths: list[Path] = []
+    seen = set() if seen is None else seen
     for i in range(count):
         fmt, suffix = ("JPEG", "jpg") if i % 2 else ("PNG", "png")
         for _ in range(100):
@@ -213,7 +216,7 @@ def make_images(folder: Path, count: int, sources: Path) -> list[Path]:
         else:
             raise RuntimeError(f"no new variation of {sources} for image {i} in 100 draws; ask for fewer images")
         seen.add(digest)
-        path = folder / f"img{i:06d}.{suffix}"
+        path = folder / f"{prefix}{i:06d}.{suffix}"
         path.write_bytes(data)
         paths.append(path)
     return paths

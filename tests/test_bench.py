@@ -17,3 +17,14 @@ def test_bench_images_are_distinct_files(tmp_path: Path, demo_avatar_paths: list
     digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
     assert len(paths) == 1000 and len(digests) == 1000
     assert sorted(p.name for p in paths)[:2] == ["img000000.png", "img000001.jpg"]  # both formats, in order
+
+
+def test_later_bench_images_are_new_contents(tmp_path: Path) -> None:
+    # make bench-incremental adds "new uploads" to a night: with the first call's digests they are new contents,
+    # even where a family gives the same picture every time (without them, 18 of 200 repeated one of the first 1,000).
+    seen: set[bytes] = set()
+    first = make_images(tmp_path / "old", 1000, DEMO_AVATARS, seen=seen)
+    later = make_images(tmp_path / "new", 200, DEMO_AVATARS, seed=2, prefix="new", seen=seen)
+    digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in first + later}
+    assert len(digests) == 1200 and len(seen) == 1200
+    assert later[0].name == "new000000.png"
