@@ -109,6 +109,11 @@ def run_spark_job(
     except errors as exc:
         return configuration_error(prog, exc, summary_json)
     except BaseException as exc:
+        from silse_spark.sources import unreadable_input_file
+
+        damaged = unreadable_input_file(exc)
+        if damaged is not None:  # one damaged input file: exit 2 with its path, not a stack trace
+            return configuration_error(prog, damaged, summary_json)
         write_summary_json(summary_json, prog, 1, error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
     finally:

@@ -475,6 +475,48 @@ def _not_parquet(error: Any) -> bool:
     return False
 
 
+UNREADABLE_FILE_ERROR = "[FAILED_READ_FILE"
+"""Spark's error class for a file it could not read (``FAILED_READ_FILE.NO_HINT``, ``.CANNOT_READ_FILE_FOOTER``, ...)."""
+
+OUTAGE_CLASSES = ("java.net.", "javax.net.", "java.io.InterruptedIOException", "java.nio.file.AccessDeniedException",
+                  "org.apache.hadoop.security.AccessControlException", "java.util.concurrent.TimeoutException",
+                  "org.apache.http.", "software.amazon.", "com.amazonaws.", "com.google.cloud.", "com.azure.")
+"""Causes that say the storage failed, not the file: a lost connection, a timeout, a permission."""
+
+_READ_FILE = re.compile(r"Encountered error while reading file (\S+?)\.?(?:\s|$)")
+
+
+def unreadable_input_file(exc: BaseException) -> ConfigError | None:
+    """The error to report when ``exc`` (from a job) is Spark failing to read one damaged input file, else ``None``.
+
+    A Parquet file cut short (a copy killed half-way), or whose bytes changed after it was written, made a job
+    fail with exit 1 and a Java stack trace, which at best named the file deep inside. Spark reports such a
+    file with the error class ``FAILED_READ_FILE`` and the file's path; unless it is a ``FILE_NOT_EXIST`` or
+    a cause says the storage failed (:data:`OUTAGE_CLASSES`: retrying may succeed, exit 1 as before), this
+    becomes a :class:`ConfigError` (exit 2) naming the file, Spark's deepest reason and what to do. With
+    ``spark.hadoop.parquet.page.verify-checksum.enabled`` (``spark-defaults.conf``) a changed byte in a data
+    page is found by its checksum instead of being read as a wrong value.
+    """
+    java = getattr(exc, "java_exception", None)
+    chain: list[tuple[str, str]] = []
+    while java is not None and len(chain) < 20:
+        chain.append((str(java.getClass().getName()), str(java.getMessage() or "")))
+        java = java.getCause()
+    read = next((m for _, m in chain if m.startswith(UNREADABLE_FILE_ERROR)), "")
+    found = _READ_FILE.search(read)
+    if found is None or "FILE_NOT_EXIST" in read.split("]", 1)[0]:
+        return None
+    if any(name.startswith(OUTAGE_CLASSES) for name, _ in chain):
+        return None
+    name, message = chain[-1]
+    reason = f"{name.rsplit('.', 1)[-1]}: {message.strip().splitlines()[0][:300] if message.strip() else '(no message)'}"
+    return ConfigError(
+        f"the input file {found.group(1)} cannot be read ({reason}): it is damaged (cut short, or changed after it "
+        "was written) or is not the Parquet this job reads. Restore it from a copy, or write it again: a night "
+        "these jobs wrote is rewritten by rerunning the job that wrote it with that --run-date"
+    )
+
+
 def _check_avatar_dir(spark: SparkSession, directory: str) -> None:
     fs, hpath = hadoop_path(spark, directory)
     if not fs.exists(hpath):
