@@ -25,7 +25,7 @@ import numpy as np
 
 from silse_spark.codes import hamming_distance, int_from_twin_value, twin_values_from_outputs
 from silse_spark.decode import STATUS_OK, decode_file
-from silse_spark.gallery import DEFAULT_MEMBERS, GalleryError, run_dates, write_gallery
+from silse_spark.gallery import DEFAULT_MEMBERS, GalleryError, night_batches, night_dataset, run_dates, write_gallery
 from silse_spark.model import ModelIntegrityError, UnknownModelError
 
 DEFAULT_RADIUS = 2
@@ -122,12 +122,14 @@ def match_accounts(
         ``ok`` rows left out per other model version.
     """
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
 
     from silse_spark.model import get_model_spec
 
     folder, night = _match_partition(hashes_dir, run_date)
-    dataset = ds.dataset(folder, format="parquet")
+    try:
+        dataset = night_dataset(folder, "--hashes")
+    except GalleryError as exc:
+        raise CliError(str(exc)) from exc
     missing = {"account_id", "twin_value", "twin_bits", "status"} - set(dataset.schema.names)
     if missing:
         raise CliError(f"{hashes_dir} is not a hash_all output: columns {sorted(missing)} are missing")
@@ -137,18 +139,21 @@ def match_accounts(
     skipped: dict[str, int] = {}
     names = dataset.schema.names
     columns = ["account_id", "twin_value", "twin_bits"] + [c for c in ("model_version",) if c in names]
-    for batch in dataset.to_batches(columns=columns, filter=pc.field("status") == "ok"):
-        bits = batch.column("twin_bits").to_numpy(zero_copy_only=False).astype(np.uint64)
-        comparable = np.ones(len(bits), dtype=bool)
-        if "model_version" in columns:
-            versions = np.asarray(batch.column("model_version").to_pylist(), dtype=object)
-            comparable = versions == version
-            for other, count in zip(*np.unique(versions[~comparable].astype(str), return_counts=True)):
-                skipped[str(other)] = skipped.get(str(other), 0) + int(count)
-        distance = np.bitwise_count(bits ^ query)
-        for i in np.flatnonzero((distance <= radius) & comparable):
-            found.append((str(batch.column("account_id")[i]), str(batch.column("twin_value")[i]),
-                          int(distance[i]), night))
+    try:  # streamed file by file: memory stays flat however large the night
+        for batch in night_batches(dataset, "--hashes", columns, pc.field("status") == "ok"):
+            bits = batch.column("twin_bits").to_numpy(zero_copy_only=False).astype(np.uint64)
+            comparable = np.ones(len(bits), dtype=bool)
+            if "model_version" in columns:
+                versions = np.asarray(batch.column("model_version").to_pylist(), dtype=object)
+                comparable = versions == version
+                for other, count in zip(*np.unique(versions[~comparable].astype(str), return_counts=True)):
+                    skipped[str(other)] = skipped.get(str(other), 0) + int(count)
+            distance = np.bitwise_count(bits ^ query)
+            for i in np.flatnonzero((distance <= radius) & comparable):
+                found.append((str(batch.column("account_id")[i]), str(batch.column("twin_value")[i]),
+                              int(distance[i]), night))
+    except GalleryError as exc:
+        raise CliError(str(exc)) from exc
     return sorted(found, key=lambda row: (row[2], row[0])), skipped
 
 

@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,39 @@ def run_dates(path: Path, what: str) -> list[str]:
     return dates
 
 
+DAMAGED_HINT = ("it is damaged (cut short, or changed after it was written) or is not Parquet: rewrite the night by "
+                "rerunning the job that wrote it with that --run-date, or restore the file from a copy")
+
+
+def night_dataset(folder: Path, what: str) -> Any:
+    """A ``pyarrow.dataset`` over one night's Parquet files; a file whose footer cannot be read is a
+    :class:`GalleryError` naming it (pyarrow's message does), not a stack trace."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    try:
+        return ds.dataset(folder, format="parquet")
+    except (pa.ArrowException, OSError) as exc:
+        raise GalleryError(f"{what} {folder} cannot be read: {' '.join(str(exc).split())}; {DAMAGED_HINT}") from exc
+
+
+def night_batches(dataset: Any, what: str, columns: list[str], where: Any = None) -> Iterator[Any]:
+    """Record batches of ``columns`` (rows matching ``where``), file by file, so that a file whose pages cannot be
+    read is named in the :class:`GalleryError` (pyarrow's page errors do not name it). Pages' checksums are
+    verified, as ``spark-defaults.conf`` makes Spark do: a changed byte is an error, not a wrong value."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    checked = ds.ParquetFragmentScanOptions(page_checksum_verification=True)
+    for fragment in dataset.get_fragments():
+        try:
+            yield from fragment.to_batches(schema=dataset.schema, columns=columns, filter=where,
+                                           fragment_scan_options=checked)
+        except (pa.ArrowException, OSError) as exc:
+            reason = " ".join(str(exc).split())
+            raise GalleryError(f"{what}: the file {fragment.path} cannot be read ({reason}); {DAMAGED_HINT}") from exc
+
+
 def _read(path: Path, run_date: str, what: str, needed: set[str], optional: frozenset[str] | set[str] = frozenset(),
           keep: tuple[str, list[str]] | None = None) -> pd.DataFrame:
     """Columns ``needed`` (and those of ``optional`` it has) of one partition, streamed from Parquet.
@@ -51,15 +85,17 @@ def _read(path: Path, run_date: str, what: str, needed: set[str], optional: froz
     are scanned, so a night's whole hashes or clusters table (billions of rows) is never loaded to
     show a page of clusters.
     """
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
-    dataset = ds.dataset(path / f"run_date={run_date}", format="parquet")
+    dataset = night_dataset(path / f"run_date={run_date}", what)
     names = set(dataset.schema.names)
     if not needed <= names:
         raise GalleryError(f"{what} {path} lacks columns {sorted(needed - names)}")
     selected = ds.field(keep[0]).isin(keep[1]) if keep is not None else None
-    table = dataset.to_table(columns=sorted(needed | (optional & names)), filter=selected)
-    return table.to_pandas()
+    columns = sorted(needed | (optional & names))
+    schema = pa.schema([dataset.schema.field(c) for c in columns])
+    return pa.Table.from_batches(list(night_batches(dataset, what, columns, selected)), schema=schema).to_pandas()
 
 
 def _largest_clusters(clusters_dir: Path, run_date: str, top: int, changed: bool = False) -> list[str]:

@@ -445,8 +445,9 @@ def read_partition(spark: SparkSession, directory: str, run_date: str, what: str
     """One ``run_date`` partition of a Parquet table, with its ``run_date`` column; only its folder is read.
 
     With ``what`` (the option that named ``directory``, e.g. ``--hashes``), a partition Spark cannot read
-    (a file that is not Parquet, a type Spark does not read such as pandas' nanosecond timestamps) is a
-    :class:`ConfigError` naming the folder and Spark's reason, not a stack trace.
+    is a :class:`ConfigError`, not a stack trace: a file that is damaged or not Parquet, named
+    (:func:`unreadable_input_file`); a type Spark does not read (pandas' nanosecond timestamps), with the folder,
+    Spark's reason and the fix.
     """
     from py4j.protocol import Py4JJavaError
     from pyspark.errors import AnalysisException
@@ -454,25 +455,18 @@ def read_partition(spark: SparkSession, directory: str, run_date: str, what: str
     folder = f"{directory.rstrip('/')}/run_date={run_date}"
     try:
         return spark.read.option("basePath", directory).parquet(folder)
-    except (AnalysisException, Py4JJavaError) as exc:  # a bad type; a file that is not Parquet
-        if what is None or (isinstance(exc, Py4JJavaError) and not _not_parquet(exc.java_exception)):
+    except (AnalysisException, Py4JJavaError) as exc:  # a bad type; a file that is not Parquet or is damaged
+        damaged = unreadable_input_file(exc) if what is not None else None
+        if damaged is not None:  # names the file, not only the folder
+            raise damaged from exc
+        if what is None or isinstance(exc, Py4JJavaError):
             raise  # an I/O failure (a lost connection, a permission) is not the input's fault: exit 1, as before
-        message = exc.java_exception.toString() if isinstance(exc, Py4JJavaError) else str(exc)
-        reason = message.strip().splitlines()[0][:500].rstrip(".")
+        reason = str(exc).strip().splitlines()[0][:500].rstrip(".")
         raise ConfigError(
             f"{what} {folder} cannot be read as a table written by this project's jobs: {reason}. Point {what} at the "
             "jobs' output; a night rewritten by another tool must keep their Parquet types (timestamps in "
             "microseconds: pandas' to_parquet(..., coerce_timestamps='us'))"
         ) from exc
-
-
-def _not_parquet(error: Any) -> bool:
-    """Whether a Java exception or one of its causes says a file is not Parquet (Parquet's footer check)."""
-    while error is not None:
-        if "is not a Parquet file" in str(error.getMessage() or ""):
-            return True
-        error = error.getCause()
-    return False
 
 
 UNREADABLE_FILE_ERROR = "[FAILED_READ_FILE"

@@ -493,5 +493,6 @@ def test_missing_hashes_or_date_is_a_configuration_error(spark, tmp_path: Path) 
                                           r"this project's jobs: .*PARQUET_TYPE_ILLEGAL.*coerce_timestamps='us'"):
         run_cluster_job(spark, ClusterJobConfig(str(tmp_path / "rewritten"), str(tmp_path / "o4"), database=None))
     (part / "part-0.parquet").write_text("account_id,twin_value\na,0123456789ab\n")  # a CSV with a Parquet name
-    with pytest.raises(ConfigError, match=r"run_date=2026-01-01 cannot be read .*CANNOT_READ_FILE_FOOTER"):
+    with pytest.raises(ConfigError, match=r"the input file .*run_date=2026-01-01/part-0.parquet cannot be read "
+                                          r"\(RuntimeException: .*is not a Parquet file"):
         run_cluster_job(spark, ClusterJobConfig(str(tmp_path / "rewritten"), str(tmp_path / "o4"), database=None))

@@ -1,4 +1,7 @@
-"""Damaged Parquet inputs: a file cut short or changed after it was written is named (exit 2), never read as wrong values."""
+"""Damaged Parquet inputs: a file cut short or changed after it was written is named (exit 2), never read as wrong values.
+
+The jobs read through Spark, `silse match` and the gallery through pyarrow; both check pages' checksums.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import STANDIN_VERSION
 
+from silse_spark.cli import CliError, match_accounts
 from silse_spark.config import ConfigError
 from silse_spark.sources import unreadable_input_file
 
@@ -67,14 +72,38 @@ def test_other_failures_are_not_called_damaged_files(spark, tmp_path: Path) -> N
     assert unreadable_input_file(ValueError("no Java exception behind it")) is None
 
 
-def test_cluster_job_on_a_damaged_night_exits_2_naming_the_file(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    night = tmp_path / "hashes" / "run_date=2026-01-01"
-    rows = [(f"acct{i:03d}", f"{i % 7:012x}", i % 7, "ok", "test") for i in range(60)]
+def hashes_night(spark, root: Path) -> Path:  # type: ignore[no-untyped-def]
+    """A night of a hashes table with hash_all.py's columns, in two files written by Spark; its folder."""
+    night = root / "run_date=2026-01-01"
+    rows = [(f"acct{i:03d}", f"{i % 7:012x}", i % 7, "ok", STANDIN_VERSION) for i in range(60)]
     spark.createDataFrame(rows, "account_id string, twin_value string, twin_bits long, status string, "
                           "model_version string").selectExpr(
         "*", "concat('/avatars/', account_id, '.png') AS path", "CAST(NULL AS STRING) AS content_sha256",
         "96 AS width", "96 AS height", "CAST(NULL AS STRING) AS error", "TIMESTAMP'2026-01-01 00:00:00' AS hashed_at",
     ).repartition(2).write.parquet(str(night))
+    for side in night.glob(".*.crc"):
+        side.unlink()
+    return night
+
+
+def test_silse_match_names_a_damaged_file(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    night = hashes_night(spark, tmp_path / "hashes")
+    found, _ = match_accounts("000000000003", str(tmp_path / "hashes"), radius=0, model_version=STANDIN_VERSION)
+    assert sorted(a for a, *_ in found) == [f"acct{i:03d}" for i in range(3, 60, 7)]
+    part = sorted(night.glob("*.parquet"))[1]
+    chunk = pq.ParquetFile(part).metadata.row_group(0).column(0)  # account_id: a changed byte in its data page
+    data = bytearray(part.read_bytes())
+    data[(chunk.dictionary_page_offset or chunk.data_page_offset) + chunk.total_compressed_size - 3] ^= 0x5A
+    part.write_bytes(bytes(data))
+    with pytest.raises(CliError, match=f"the file {part} cannot be read .*rerunning the job that wrote it"):
+        match_accounts("000000000003", str(tmp_path / "hashes"), radius=0, model_version=STANDIN_VERSION)
+    part.write_bytes(bytes(data[:-50]))  # cut short: its footer is gone
+    with pytest.raises(CliError, match=f"the file {part} cannot be read .*magic bytes not found in footer"):
+        match_accounts("000000000003", str(tmp_path / "hashes"), radius=0, model_version=STANDIN_VERSION)
+
+
+def test_cluster_job_on_a_damaged_night_exits_2_naming_the_file(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    night = hashes_night(spark, tmp_path / "hashes")
     damaged = sorted(night.glob("*.parquet"))[0]
     damaged.write_bytes(damaged.read_bytes()[:-100])
     record = tmp_path / "run.json"
@@ -87,7 +116,7 @@ def test_cluster_job_on_a_damaged_night_exits_2_naming_the_file(spark, tmp_path:
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output[-3000:]
-    assert "detect_clusters.py: error: the input file file:" in output and f"{damaged} cannot be read" in output
-    assert "Traceback" not in output
+    error = next(line for line in output.splitlines() if line.startswith("detect_clusters.py: error: "))
+    assert damaged.name in error and "Traceback" not in output, error
     outcome = json.loads(record.read_text())
     assert outcome["exit_code"] == 2 and damaged.name in outcome["error"]
