@@ -504,10 +504,12 @@ def unreadable_input_file(exc: BaseException) -> ConfigError | None:
         return None
     name, message = chain[-1]
     reason = f"{name.rsplit('.', 1)[-1]}: {message.strip().splitlines()[0][:300] if message.strip() else '(no message)'}"
+    path = found.group(1)
+    parquet = path.endswith(".parquet") or any("parquet" in f"{n} {m}".lower() for n, m in chain[1:])
     return ConfigError(
-        f"the input file {found.group(1)} cannot be read ({reason}): it is damaged (cut short, or changed after it "
-        "was written) or is not the Parquet this job reads. Restore it from a copy, or write it again: a night "
-        "these jobs wrote is rewritten by rerunning the job that wrote it with that --run-date"
+        f"the input file {path} cannot be read ({reason}): it is damaged (cut short, or changed after it was "
+        f"written){' or is not the Parquet this job reads' if parquet else ''}. Restore it from a copy, or write it "
+        "again: a night these jobs wrote is rewritten by rerunning the job that wrote it with that --run-date"
     )
 
 
