@@ -17,6 +17,12 @@ class ConfigError(ValueError):
     """Bad configuration: the message says what was wrong, what was expected, how to fix it."""
 
 
+REWRITE_DAMAGED_FILE = ("Restore it from a copy, or write it again: a night these jobs wrote is rewritten by rerunning "
+                        "the job that wrote it with that --run-date")
+"""What to do about a damaged input file, in the jobs' messages (``sources.unreadable_input_file``) and the
+``silse`` command's (``gallery.night_batches``)."""
+
+
 def today_utc() -> str:
     return dt.datetime.now(dt.timezone.utc).date().isoformat()
 

@@ -21,6 +21,7 @@ import pandas as pd
 from PIL import Image
 
 from silse_spark.codes import hamming_distance
+from silse_spark.config import REWRITE_DAMAGED_FILE
 from silse_spark.decode import decode_avatar
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,7 @@ def run_dates(path: Path, what: str) -> list[str]:
     return dates
 
 
-DAMAGED_HINT = ("it is damaged (cut short, or changed after it was written) or is not Parquet: rewrite the night by "
-                "rerunning the job that wrote it with that --run-date, or restore the file from a copy")
+DAMAGED_HINT = f"it is damaged (cut short, or changed after it was written) or is not Parquet. {REWRITE_DAMAGED_FILE}"
 
 
 def night_dataset(folder: Path, what: str) -> Any:

@@ -42,7 +42,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
-from silse_spark.config import STALE_STAGING_HOURS, ConfigError, HashJobConfig
+from silse_spark.config import REWRITE_DAMAGED_FILE, STALE_STAGING_HOURS, ConfigError, HashJobConfig
 from silse_spark.decode import STATUS_EMPTY, STATUS_READ_ERROR
 
 log = logging.getLogger(__name__)
@@ -508,8 +508,7 @@ def unreadable_input_file(exc: BaseException) -> ConfigError | None:
     parquet = path.endswith(".parquet") or any("parquet" in f"{n} {m}".lower() for n, m in chain[1:])
     return ConfigError(
         f"the input file {path} cannot be read ({reason}): it is damaged (cut short, or changed after it was "
-        f"written){' or is not the Parquet this job reads' if parquet else ''}. Restore it from a copy, or write it "
-        "again: a night these jobs wrote is rewritten by rerunning the job that wrote it with that --run-date"
+        f"written){' or is not the Parquet this job reads' if parquet else ''}. {REWRITE_DAMAGED_FILE}"
     )
 
 
